@@ -1,0 +1,351 @@
+"""Typed, frozen configuration for every role, loaded from YAML with dotted overrides.
+
+    cfg = load_config("configs/arith-tiny.yaml", ["search.num_simulations=32"])
+
+Each section is a frozen dataclass. Loading checks every key and value against the declared
+types; an unknown key, a wrong type or a value outside its allowed set raises `ConfigError`
+with the dotted key, what was given, and what is allowed. Nothing rewrites the config after
+loading: code reads `cfg.search.branch`, never `cfg.get("branch", 3)`.
+
+Reference defaults for the search come from ALGORITHM.md (data-generation column).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the key and what to change."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where questions come from and how solutions are written."""
+
+    task: Literal["arith", "gsm8k", "math"] = "arith"
+    # gsm8k / math: a local JSONL or Parquet file, or a hub dataset name on a cluster.
+    train_path: str = ""
+    test_path: str = ""
+    num_questions: int = 64  # training questions per search pass (0 = all)
+    num_test: int = 100  # held-out questions for evaluation (0 = all)
+    on_bad_row: Literal["skip", "error"] = "skip"  # malformed dataset rows: count and skip, or stop
+    # Step segmentation of model text: one step per line ("\n") or per paragraph ("\n\n").
+    step_delimiter: str = "\n"
+    # Real chat models: wrap the question with the tokenizer's chat template.
+    chat_template: bool = False
+    system_prompt: str = ""
+    # arith: synthetic multi-step arithmetic (see restmcts/tasks/arith.py).
+    arith_train_size: int = 4000
+    arith_test_size: int = 200
+    arith_min_ops: int = 2
+    arith_max_ops: int = 4
+    arith_test_ops: int = 4  # held-out questions all have this many operations
+    arith_operand_max: int = 9
+    arith_start_max: int = 20
+    arith_value_max: int = 999  # Multiply is only drawn while the result stays at or below this
+    # Seconds allowed for one answer check (math-verify runs in a subprocess pool).
+    check_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(self.num_questions >= 0, "data.num_questions", "must be >= 0 (0 means all)")
+        _check(self.num_test >= 0, "data.num_test", "must be >= 0 (0 means all)")
+        _check(self.step_delimiter in ("\n", "\n\n"), "data.step_delimiter", 'use "\\n" or "\\n\\n"')
+        _check(1 <= self.arith_min_ops <= self.arith_max_ops, "data.arith_min_ops",
+               "need 1 <= arith_min_ops <= arith_max_ops")
+        _check(self.arith_operand_max >= 1, "data.arith_operand_max", "must be >= 1")
+        _check(self.arith_start_max >= 1, "data.arith_start_max", "must be >= 1")
+        _check(self.arith_value_max >= self.arith_start_max, "data.arith_value_max", "must be >= arith_start_max")
+        _check(self.check_timeout_s > 0, "data.check_timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Checkpoints the servers load: local folders or hub names."""
+
+    policy: str = "runs/bootstrap/policy"
+    prm: str = "runs/bootstrap/prm"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """The embedded default's tiny models, built from nothing by jobs/bootstrap.py."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    max_position: int = 256
+    sft_examples: int = 4000
+    sft_steps: int = 600
+    sft_batch_size: int = 32
+    sft_lr: float = 1e-3
+    prm_questions: int = 200  # questions whose rollouts give Monte Carlo value labels
+    prm_rollouts: int = 4  # completions per prefix for a Monte Carlo label
+    prm_steps: int = 300
+    prm_lr: float = 5e-4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """MCTS* and baseline settings (ALGORITHM.md; defaults are the data-generation column)."""
+
+    strategy: Literal["mcts_star", "cot", "sc", "bon", "tot"] = "mcts_star"
+    num_simulations: int = 50
+    exploration: float = 0.5  # c in UCT
+    branch: int = 3  # b: candidate next steps per expansion
+    rollout_steps: int = 1
+    rollout_branch: int = 3  # candidates per rollout step; the PRM keeps its favourite
+    alpha: float = 0.5  # mix of the rollout's best value into the new child's value
+    u_unvisited: float = 0.9  # selection bonus for an unvisited child
+    end_gate: float = 0.8  # evaluation: stop at a terminal node with v >= end_gate
+    early_stop: bool = False  # True in evaluation; data generation runs every simulation
+    self_critic: bool = False
+    max_depth: int = 12  # a node this deep is terminal
+    temperature: float = 0.7
+    max_step_tokens: int = 256  # new tokens per step
+    num_samples: int = 8  # N for sc / bon
+    beam_width: int = 3  # k for tot
+    bon_aggregate: Literal["min", "last"] = "min"
+    num_workers: int = 2  # search worker actors
+    trees_per_worker: int = 64  # trees in flight in one worker
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("num_simulations", "branch", "rollout_branch", "max_depth", "max_step_tokens",
+                    "num_samples", "beam_width", "num_workers", "trees_per_worker"):
+            _check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
+        _check(self.rollout_steps >= 0, "search.rollout_steps", "must be >= 0")
+        _check(0.0 <= self.alpha <= 1.0, "search.alpha", "must be in [0, 1]")
+        _check(0.0 <= self.end_gate <= 1.0, "search.end_gate", "must be in [0, 1]")
+        _check(self.exploration >= 0.0, "search.exploration", "must be >= 0")
+        _check(self.temperature >= 0.0, "search.temperature", "must be >= 0 (0 is greedy)")
+
+
+@dataclass(frozen=True)
+class ServersConfig:
+    """Policy and PRM inference servers."""
+
+    engine: Literal["hf", "vllm"] = "hf"
+    policy_replicas: int = 1
+    prm_replicas: int = 1
+    num_gpus: float = 0.0  # per replica; 0 = CPU only
+    num_cpus: float = 1.0  # per replica
+    max_batch_size: int = 64  # hf dynamic batcher: rows per forward
+    max_wait_ms: float = 5.0  # hf dynamic batcher: wait this long for a batch to fill
+    max_queue: int = 4096  # requests waiting in one server before callers are held back
+    torch_threads: int = 0  # 0 = leave torch's default
+    gpu_memory_utilization: float = 0.85  # vllm
+    enable_prefix_caching: bool = True  # vllm
+    max_model_len: int = 2048  # vllm
+
+    def __post_init__(self) -> None:
+        _check(self.policy_replicas >= 1, "servers.policy_replicas", "must be >= 1")
+        _check(self.prm_replicas >= 1, "servers.prm_replicas", "must be >= 1")
+        _check(self.max_batch_size >= 1, "servers.max_batch_size", "must be >= 1")
+        _check(self.max_wait_ms >= 0, "servers.max_wait_ms", "must be >= 0")
+        _check(self.num_gpus >= 0 and self.num_cpus >= 0, "servers.num_gpus", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class LearnersConfig:
+    """DeepSpeed learners: policy SFT and PRM value regression."""
+
+    num_learners: int = 1  # 0 = train in the driver process (no actors)
+    num_gpus: float = 0.0  # per learner
+    num_cpus: float = 1.0  # per learner
+    zero_stage: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    micro_batch_size: int = 16
+    grad_accum: int = 1
+    policy_lr: float = 3e-4
+    policy_epochs: int = 2
+    prm_lr: float = 3e-4
+    prm_epochs: int = 2
+    weight_decay: float = 0.0
+    max_seq_len: int = 256
+    policy_init: Literal["continue", "base"] = "continue"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.num_learners >= 0, "learners.num_learners", "must be >= 0 (0 = in-process)")
+        _check(self.zero_stage in (0, 1, 2, 3), "learners.zero_stage", "allowed: 0, 1, 2, 3")
+        _check(self.micro_batch_size >= 1, "learners.micro_batch_size", "must be >= 1")
+        _check(self.grad_accum >= 1, "learners.grad_accum", "must be >= 1")
+        _check(self.policy_lr > 0 and self.prm_lr > 0, "learners.policy_lr", "learning rates must be > 0")
+        _check(self.policy_epochs >= 0 and self.prm_epochs >= 0, "learners.policy_epochs", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The self-training driver (Algorithm 1)."""
+
+    iterations: int = 2
+    algorithm: Literal["rest_mcts", "rest_em"] = "rest_mcts"
+    # ReST-MCTS*: drop verified traces whose PRM value is below this (0 keeps all).
+    trace_min_value: float = 0.0
+    eval_strategy: Literal["mcts_star", "cot", "sc", "bon", "tot"] = "cot"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.iterations >= 0, "loop.iterations", "must be >= 0")
+        _check(0.0 <= self.trace_min_value <= 1.0, "loop.trace_min_value", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How jobs reach Ray: an address to attach to, or a local instance on loopback."""
+
+    address: str = ""  # "" = attach to RAY_ADDRESS or a running cluster, else start a local one
+    num_cpus: int = 0  # local instance only; 0 = all cores
+    dashboard: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    servers: ServersConfig = field(default_factory=ServersConfig)
+    learners: LearnersConfig = field(default_factory=LearnersConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, *overrides: str) -> "Config":
+        """A new config with dotted overrides applied, validated like a load."""
+        return from_dict(apply_overrides(self.to_dict(), list(overrides)))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        _check(value in allowed, key, f"got {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arm in typing.get_args(tp):
+            if arm is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, arm, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{key}: got {value!r}; expected {tp}")
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), key, f"got {value!r}; expected a list")
+        (item_tp, _) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        _check(isinstance(value, dict), key, f"got {value!r}; expected a mapping of {tp.__name__} keys")
+        return _build(tp, value, key)
+    if tp is bool:
+        _check(isinstance(value, bool), key, f"got {value!r}; expected true or false")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"got {value!r}; expected an integer")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+               f"got {value!r}; expected a number")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, f"got {value!r}; expected a string (quote it in YAML)")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"{where}: unknown key.{hint} Allowed keys here: {', '.join(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    return _build(Config, values, "")
+
+
+def _parse_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings to a nested dict (values parsed as YAML scalars)."""
+    out = _deep_copy(values)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{item}: an override is written key.sub=value, e.g. search.num_simulations=32")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_scalar(raw)
+    return out
+
+
+def _deep_copy(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in values.items()}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"--config: no file at {p}; pass a YAML file such as configs/arith-tiny.yaml")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections (data:, search:, ...)")
+        values = loaded
+    return from_dict(apply_overrides(values, overrides or []))
+
+
+def add_config_args(parser: Any) -> None:
+    """The common command line of every job: --config FILE --out DIR [key.sub=value ...]."""
+    parser.add_argument("--config", default="configs/arith-tiny.yaml", help="YAML config file")
+    parser.add_argument("--out", required=True, help="output directory (local path or s3://...)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.num_simulations=32")

@@ -1,0 +1,187 @@
+"""Synthetic multi-step arithmetic: the embedded default task.
+
+Grammar (other code relies on it exactly):
+
+    question: Start with 7. Add 5. Multiply by 3. Subtract 4. What is the result?
+    steps:    7 + 5 = 12
+              12 * 3 = 36
+              36 - 4 = 32
+              The answer is 32
+
+Difficulty is the number of operations and the operand range. Values stay in
+[0, arith_value_max]: Subtract is drawn only when it keeps the value non-negative and
+Multiply only when it keeps it at or below the cap. The test split is drawn first and the
+train split never repeats a test question. `step_labels` is the ground-truth per-step
+checker used to measure PRM quality.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from restmcts.config import DataConfig
+from restmcts.tasks.base import Question, Split
+
+OPS = {"Add": "+", "Subtract": "-", "Multiply by": "*"}
+_ANSWER = re.compile(r"The answer is\s*(-?\d+)")
+_STEP = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+_OP_TEXT = re.compile(r"(Add|Subtract|Multiply by) (\d+)\.")
+_START = re.compile(r"Start with (\d+)\.")
+
+
+@dataclass(frozen=True)
+class Problem:
+    start: int
+    ops: tuple[tuple[str, int], ...]  # (symbol, operand)
+
+    @property
+    def text(self) -> str:
+        names = {v: k for k, v in OPS.items()}
+        parts = [f"Start with {self.start}."] + [f"{names[s]} {x}." for s, x in self.ops]
+        return " ".join(parts + ["What is the result?"])
+
+    def solution(self) -> list[str]:
+        value, steps = self.start, []
+        for sym, x in self.ops:
+            new = apply(value, sym, x)
+            steps.append(f"{value} {sym} {x} = {new}")
+            value = new
+        return steps + [f"The answer is {value}"]
+
+    @property
+    def answer(self) -> int:
+        value = self.start
+        for sym, x in self.ops:
+            value = apply(value, sym, x)
+        return value
+
+
+def apply(value: int, sym: str, x: int) -> int:
+    return value + x if sym == "+" else value - x if sym == "-" else value * x
+
+
+def parse_question(text: str) -> Problem:
+    """Read a question back into its operations (raises ValueError when it is not arith)."""
+    start = _START.search(text)
+    if start is None:
+        raise ValueError(f"not an arith question: {text!r}")
+    ops = tuple((OPS[name], int(x)) for name, x in _OP_TEXT.findall(text))
+    return Problem(int(start.group(1)), ops)
+
+
+def generate(rng: random.Random, num_ops: int, cfg: DataConfig) -> Problem:
+    start = value = rng.randint(1, cfg.arith_start_max)
+    ops = []
+    for _ in range(num_ops):
+        choices = ["+"]
+        if value >= 1:
+            choices.append("-")
+        if value * 2 <= cfg.arith_value_max:
+            choices.append("*")
+        sym = rng.choice(choices)
+        if sym == "+":
+            x = rng.randint(1, min(cfg.arith_operand_max, max(1, cfg.arith_value_max - value)))
+        elif sym == "-":
+            x = rng.randint(1, min(cfg.arith_operand_max, value))
+        else:
+            x = rng.randint(2, max(2, min(cfg.arith_operand_max, cfg.arith_value_max // max(value, 1))))
+        ops.append((sym, x))
+        value = apply(value, sym, x)
+    return Problem(start, tuple(ops))
+
+
+class ArithTask:
+    """Seeded synthetic arithmetic; the same config and seed always give the same questions."""
+
+    name = "arith"
+
+    def __init__(self, cfg: DataConfig, seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+        self._splits: dict[str, list[Problem]] | None = None
+
+    def _build(self) -> dict[str, list[Problem]]:
+        cfg = self.cfg
+        rng = random.Random(f"arith-{self.seed}")
+        test: list[Problem] = []
+        seen: set[str] = set()
+        while len(test) < cfg.arith_test_size:
+            p = generate(rng, cfg.arith_test_ops, cfg)
+            if p.text not in seen:
+                seen.add(p.text)
+                test.append(p)
+        train: list[Problem] = []
+        attempts = 0
+        while len(train) < cfg.arith_train_size and attempts < 50 * cfg.arith_train_size:
+            attempts += 1
+            p = generate(rng, rng.randint(cfg.arith_min_ops, cfg.arith_max_ops), cfg)
+            if p.text not in seen:
+                seen.add(p.text)
+                train.append(p)
+        return {"train": train, "test": test}
+
+    def problems(self, split: Split) -> list[Problem]:
+        if self._splits is None:
+            self._splits = self._build()
+        return self._splits[split]
+
+    def questions(self, split: Split, limit: int = 0) -> list[Question]:
+        problems = self.problems(split)
+        if limit > 0:
+            problems = problems[:limit]
+        return [Question(f"arith-{split}-{i}", p.text, str(p.answer)) for i, p in enumerate(problems)]
+
+    # ---- answers
+
+    def is_terminal(self, step: str) -> bool:
+        return _ANSWER.search(step) is not None
+
+    def extract_answer(self, steps: Sequence[str]) -> str | None:
+        for step in reversed(steps):
+            m = _ANSWER.search(step)
+            if m:
+                return str(int(m.group(1)))
+        return None
+
+    def check(self, answer: str | None, gold: str) -> bool:
+        if answer is None:
+            return False
+        try:
+            return int(answer.strip()) == int(gold.strip())
+        except ValueError:
+            return False
+
+    # ---- ground truth per step
+
+    def step_labels(self, question: str, steps: Sequence[str]) -> list[bool]:
+        """True for each step that is right given a right prefix; once wrong, wrong after."""
+        return step_labels(parse_question(question), steps)
+
+
+def step_labels(problem: Problem, steps: Sequence[str]) -> list[bool]:
+    labels: list[bool] = []
+    value, ok = problem.start, True
+    for k, step in enumerate(steps):
+        if ok:
+            ok = _step_ok(problem, k, value, step)
+            if ok and k < len(problem.ops):
+                value = apply(value, *problem.ops[k])
+        labels.append(ok)
+    return labels
+
+
+def _step_ok(problem: Problem, k: int, value: int, step: str) -> bool:
+    if k == len(problem.ops):
+        m = _ANSWER.search(step)
+        return m is not None and int(m.group(1)) == value and step.strip().startswith("The answer is")
+    if k > len(problem.ops):
+        return False
+    m = _STEP.match(step)
+    if m is None:
+        return False
+    a, sym, x, result = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    want_sym, want_x = problem.ops[k]
+    return a == value and sym == want_sym and x == want_x and result == apply(value, sym, x)
