@@ -121,6 +121,7 @@ class SearchConfig:
     bon_aggregate: Literal["min", "last"] = "min"
     num_workers: int = 2  # search worker actors
     trees_per_worker: int = 64  # trees in flight in one worker
+    worker_cpus: float = 0.25  # Ray CPUs reserved per search worker (workers mostly await servers)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -197,11 +198,16 @@ class LoopConfig:
     # ReST-MCTS*: drop verified traces whose PRM value is below this (0 keeps all).
     trace_min_value: float = 0.0
     eval_strategy: Literal["mcts_star", "cot", "sc", "bon", "tot"] = "cot"
+    # ReST-EM baseline: solutions sampled per question (set it so tokens match the MCTS* budget).
+    rest_em_samples: int = 16
+    # Each iteration searches data.num_questions fresh training questions (a rotating window).
+    fresh_questions: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check(self.iterations >= 0, "loop.iterations", "must be >= 0")
         _check(0.0 <= self.trace_min_value <= 1.0, "loop.trace_min_value", "must be in [0, 1]")
+        _check(self.rest_em_samples >= 1, "loop.rest_em_samples", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -209,7 +215,7 @@ class RayConfig:
     """How jobs reach Ray: an address to attach to, or a local instance on loopback."""
 
     address: str = ""  # "" = attach to RAY_ADDRESS or a running cluster, else start a local one
-    num_cpus: int = 0  # local instance only; 0 = all cores
+    num_cpus: int = 0  # local instance only: logical CPUs to schedule on; 0 = all cores
     dashboard: bool = True
 
 

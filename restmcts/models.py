@@ -118,3 +118,16 @@ def _require(path: str, key: str) -> None:
             f"{key}: no checkpoint at {path!r}. Run `make bootstrap` (or jobs/bootstrap.py) to build the "
             f"embedded default, or set {key} to a local folder or a hub name."
         )
+
+
+def read_weights(path: str) -> dict[str, Any]:
+    """The tensors of a saved checkpoint folder (safetensors), without building the model."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors files in checkpoint folder {path!r}")
+    weights: dict[str, Any] = {}
+    for f in files:
+        weights.update(load_file(str(f)))
+    return weights

@@ -30,9 +30,11 @@ class Trace:
     steps: tuple[str, ...]  # reasoning steps from the root, final answer step last
     answer: str | None  # the answer the solution states (None: it states none)
     correct: bool  # answer checked against the gold answer
-    tokens: int  # policy tokens the strategy spent on this question
+    tokens: int  # policy tokens the strategy spent on this whole question (same on each of its rows)
     strategy: str  # mcts_star | cot | sc | bon | tot | rest_em ...
     iteration: int
+    chosen: bool = False  # the solution the strategy answers with (one per question at most)
+    value: float | None = None  # the PRM's value of the solution, where the strategy computed one
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ TRACE_SCHEMA = pa.schema(
         ("tokens", pa.int64()),
         ("strategy", pa.string()),
         ("iteration", pa.int32()),
+        ("chosen", pa.bool_()),
+        ("value", pa.float64()),
     ],
     metadata={"restmcts_schema": str(SCHEMA_VERSION)},
 )
@@ -124,6 +128,47 @@ def write_table(table: pa.Table, path: str) -> None:
         except Exception:
             pass
         raise
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a small text file (JSON markers, summaries) atomically."""
+    filesystem, p = _fs(path)
+    parent = p.rsplit("/", 1)[0] if "/" in p else "."
+    filesystem.create_dir(parent, recursive=True)
+    tmp = f"{p}.{uuid.uuid4().hex[:8]}.tmp"
+    with filesystem.open_output_stream(tmp) as f:
+        f.write(text.encode())
+    filesystem.move(tmp, p)
+
+
+def read_text(path: str) -> str:
+    filesystem, p = _fs(path)
+    with filesystem.open_input_stream(p) as f:
+        return f.read().decode()
+
+
+def list_dir(path: str) -> list[str]:
+    """Full paths of the files directly under `path` (empty when it does not exist)."""
+    from pyarrow import fs
+
+    filesystem, p = _fs(path)
+    if filesystem.get_file_info(p).type == fs.FileType.NotFound:
+        return []
+    infos = filesystem.get_file_info(fs.FileSelector(p))
+    prefix = path[: len(path) - len(p)] if "://" in path else ""
+    return sorted(prefix + i.path for i in infos if i.type == fs.FileType.File)
+
+
+def remove(path: str) -> None:
+    """Delete a file or a whole directory; missing is fine."""
+    from pyarrow import fs
+
+    filesystem, p = _fs(path)
+    kind = filesystem.get_file_info(p).type
+    if kind == fs.FileType.Directory:
+        filesystem.delete_dir(p)
+    elif kind == fs.FileType.File:
+        filesystem.delete_file(p)
 
 
 def write_records(records: Sequence[R], cls: type[R], path: str) -> None:

@@ -1,0 +1,42 @@
+"""One MCTS* search pass over a task's training questions; writes the replay and a summary.
+
+    python jobs/search.py --config configs/arith-tiny.yaml --out runs/search \
+        data.num_questions=16 search.num_workers=2
+
+Starts a local Ray on 127.0.0.1 unless it runs on a cluster (`ray job submit` or RAY_ADDRESS).
+Writes OUT/traces.parquet, OUT/values.parquet and OUT/summary.json. Rerunning the same
+command after a crash resumes the pass without duplicating rows.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from restmcts import replay  # noqa: E402
+from restmcts.actors.runtime import init_ray  # noqa: E402
+from restmcts.actors.search_pass import run_pass  # noqa: E402
+from restmcts.actors.servers import start_servers  # noqa: E402
+from restmcts.cli import parse_job_args  # noqa: E402
+from restmcts.tasks import make_task  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, out = parse_job_args(__doc__.splitlines()[0], argv)
+    task = make_task(cfg.data, seed=cfg.loop.seed)
+    questions = task.questions("train", cfg.data.num_questions)
+    init_ray(cfg.ray)
+    servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
+    try:
+        summary = run_pass(cfg, servers, questions, cfg.search, iteration=1, out_dir=out)
+    finally:
+        servers.shutdown()
+    replay.write_text(f"{out}/summary.json", summary.to_json())
+    print(summary.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

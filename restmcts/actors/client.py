@@ -1,0 +1,97 @@
+"""The search side of the servers: `propose` and `score` callables over replica handles.
+
+`ModelClient` renders (question, steps) into model text with the run's PromptFormat, sends each
+call to the replica with the fewest calls in flight, and retries on another replica when one
+dies (Ray restarts it). Its two methods have exactly the search core's ProposeFn / ScoreFn
+signatures, so `Models(client.propose, client.score)` plugs into any strategy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from restmcts.config import SearchConfig
+from restmcts.engines import GenerateRequest
+from restmcts.prompt import PromptFormat
+
+RETRY_ATTEMPTS = 6
+RETRY_BACKOFF_S = 0.5
+
+
+@dataclass
+class ClientStats:
+    policy_calls: int = 0
+    prm_calls: int = 0
+    retries: int = 0
+    policy_seconds: float = 0.0  # wall time trees spent awaiting the policy
+    prm_seconds: float = 0.0  # wall time trees spent awaiting the PRM
+
+
+@dataclass
+class _Replicas:
+    handles: list[Any]
+    in_flight: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.in_flight = [0] * len(self.handles)
+
+    def pick(self, attempt: int) -> int:
+        order = sorted(range(len(self.handles)), key=lambda i: self.in_flight[i])
+        return order[attempt % len(order)]
+
+
+class ModelClient:
+    def __init__(self, policy: list[Any], prm: list[Any], fmt: PromptFormat, cfg: SearchConfig):
+        if not policy or not prm:
+            raise ValueError("ModelClient needs at least one policy and one PRM server handle")
+        self.policy = _Replicas(list(policy))
+        self.prm = _Replicas(list(prm))
+        self.fmt = fmt
+        self.cfg = cfg
+        self.stats = ClientStats()
+
+    async def propose(self, question: str, steps: Sequence[str], n: int, seed: int,
+                      temperature: float | None = None) -> list[tuple[str, int]]:
+        request = GenerateRequest(
+            prompt=self.fmt.render(question, steps),
+            n=n,
+            seed=seed,
+            temperature=self.cfg.temperature if temperature is None else temperature,
+            max_tokens=self.cfg.max_step_tokens,
+            stop=self.fmt.delimiter,
+        )
+        self.stats.policy_calls += 1
+        completions = await self._call(self.policy, lambda h: h.generate.remote(request), "policy")
+        return [(c.text.strip(), c.tokens) for c in completions]
+
+    async def score(self, question: str, steps_list: Sequence[Sequence[str]]) -> list[float]:
+        texts = [self.fmt.render(question, steps) for steps in steps_list]
+        self.stats.prm_calls += len(texts)
+        return list(await self._call(self.prm, lambda h: h.score.remote(texts), "prm"))
+
+    async def _call(self, replicas: _Replicas, send: Any, kind: str) -> Any:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for attempt in range(RETRY_ATTEMPTS):
+            i = replicas.pick(attempt)
+            replicas.in_flight[i] += 1
+            try:
+                return await send(replicas.handles[i])
+            except (RayActorError, ActorDiedError, ActorUnavailableError):
+                if attempt == RETRY_ATTEMPTS - 1:
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(RETRY_BACKOFF_S * (attempt + 1))
+            finally:
+                replicas.in_flight[i] -= 1
+                elapsed = loop.time() - start
+                if kind == "policy":
+                    self.stats.policy_seconds += elapsed
+                else:
+                    self.stats.prm_seconds += elapsed
+                start = loop.time()
+        raise AssertionError("unreachable")

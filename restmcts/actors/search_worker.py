@@ -1,0 +1,92 @@
+"""SearchWorker: a Ray actor that runs many search trees at once against the inference servers.
+
+`run(questions, search_cfg, iteration)` starts one asyncio task per question, at most
+`search_cfg.trees_per_worker` trees in flight, each awaiting the servers through a ModelClient.
+A finished tree is judged and reduced to replay records at once, so a worker holds records,
+never trees, for the questions it has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from restmcts.actors.client import ClientStats, ModelClient
+from restmcts.actors.metrics import inc, metric
+from restmcts.config import Config, SearchConfig
+from restmcts.extract import QuestionOutcome, judge, to_records
+from restmcts.prompt import PromptFormat
+from restmcts.search import Models, derive_seed, run_strategy
+from restmcts.tasks import Question, make_task
+
+
+@dataclass
+class WorkerStats:
+    trees_in_flight: int
+    trees_done: int
+    search_seconds: float  # tree-seconds inside strategies (model waits + tree ops)
+    judge_seconds: float  # answer checking
+    client: ClientStats
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class SearchWorker:
+    def __init__(self, cfg: Config, policy: list[Any], prm: list[Any], name: str = "worker"):
+        self.cfg = cfg
+        self.name = name
+        self.task = make_task(cfg.data, seed=cfg.loop.seed)
+        tokenizer = None
+        if cfg.data.chat_template:
+            from restmcts.models import load_tokenizer
+
+            tokenizer = load_tokenizer(cfg.model.policy)
+        self.fmt = PromptFormat.from_config(cfg.data, tokenizer)
+        self.client = ModelClient(policy, prm, self.fmt, cfg.search)
+        self.models = Models(self.client.propose, self.client.score)
+        self.in_flight = 0
+        self.done = 0
+        self.search_seconds = 0.0
+        self.judge_seconds = 0.0
+        self._limit: asyncio.Semaphore | None = None
+
+    async def run(self, questions: list[Question], search_cfg: SearchConfig, iteration: int
+                  ) -> list[QuestionOutcome]:
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(search_cfg.trees_per_worker)
+        return list(await asyncio.gather(*(self._one(q, search_cfg, iteration) for q in questions)))
+
+    async def _one(self, q: Question, search_cfg: SearchConfig, iteration: int) -> QuestionOutcome:
+        loop = asyncio.get_running_loop()
+        assert self._limit is not None
+        async with self._limit:
+            self._track(+1)
+            start = loop.time()
+            try:
+                seed = derive_seed(search_cfg.seed, iteration, q.id)
+                result = await run_strategy(search_cfg.strategy, q.question, self.models, self.task,
+                                            search_cfg, seed)
+            finally:
+                self.search_seconds += loop.time() - start
+                self._track(-1)
+        start = loop.time()
+        result = await asyncio.to_thread(judge, result, lambda a: self.task.check(a, q.answer))
+        self.judge_seconds += loop.time() - start
+        outcome = to_records(q, result, iteration)
+        self.done += 1
+        inc("restmcts_questions_done")
+        inc("restmcts_questions_solved", float(outcome.solved))
+        inc("restmcts_nodes_expanded", outcome.budget.policy_calls)
+        inc("restmcts_tokens_generated", outcome.budget.tokens)
+        inc("restmcts_prm_calls", outcome.budget.prm_calls)
+        return outcome
+
+    def _track(self, delta: int) -> None:
+        self.in_flight += delta
+        metric("restmcts_trees_in_flight").set(self.in_flight, tags={"worker": self.name})
+
+    async def stats(self) -> WorkerStats:
+        return WorkerStats(self.in_flight, self.done, self.search_seconds, self.judge_seconds,
+                           self.client.stats)

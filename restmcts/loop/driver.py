@@ -1,0 +1,190 @@
+"""The self-training driver: Algorithm 1 of ReST-MCTS*, as named, timed, resumable phases.
+
+    for i in 1..N:
+        search        MCTS* with (pi_{i-1}, V_{i-1}) over D_G            -> iter_i/traces, values
+        extract       verified traces D_G^i (policy data)                -> iter_i/policy_data
+        train_prm     V_i on D_V^1..i (accumulated values, MSE)           -> iter_i/prm/
+        train_policy  pi_i on D_G^i (SFT, loss on solution tokens)        -> iter_i/policy/
+        sync          new weights into the live inference servers
+        evaluate      greedy CoT on the held-out split                    -> iter_i/eval_traces
+
+`iter_0/eval_traces.parquet` evaluates the bootstrap models. Each phase appends one line to
+`metrics.jsonl` after its outputs are in place; a rerun skips finished phases (RunState).
+With `loop.algorithm: rest_em` the search samples `loop.rest_em_samples` solutions per question
+and keeps every outcome-correct one (ReST-EM); no PRM is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any
+
+from restmcts import replay
+from restmcts.actors.runtime import init_ray
+from restmcts.actors.search_pass import PassSummary, run_pass
+from restmcts.actors.servers import Servers, start_servers
+from restmcts.config import Config, SearchConfig
+from restmcts.loop.heldout import independent_accuracy
+from restmcts.loop.state import RunState
+from restmcts.replay import Trace
+from restmcts.tasks import Question, make_task
+
+
+class SelfTraining:
+    def __init__(self, cfg: Config, out: str):
+        self.cfg = cfg
+        self.out = out
+        self.state = RunState.open(out)
+        task = make_task(cfg.data, seed=cfg.loop.seed)
+        self.train_questions = task.questions("train")
+        self.test_questions = task.questions("test", cfg.data.num_test)
+        self.servers: Servers | None = None
+
+    # ------------------------------------------------------------------ Algorithm 1
+
+    def run(self) -> list[dict[str, Any]]:
+        replay.write_text(f"{self.out}/config.json", _json(self.cfg.to_dict()))
+        if self._all_done():
+            print(f"[self_train] {self.out}: every phase is done; nothing to do", file=sys.stderr)
+            return self.state.records
+        init_ray(self.cfg.ray)
+        self.servers = start_servers(self.cfg, *self._checkpoints(self._resume_point()))
+        try:
+            self._phase(0, "evaluate", self.evaluate)
+            for i in range(1, self.cfg.loop.iterations + 1):
+                self._phase(i, "search", self.search)
+                self._phase(i, "extract", self.extract)
+                if self.cfg.loop.algorithm == "rest_mcts":
+                    self._phase(i, "train_prm", self.train_prm)
+                self._phase(i, "train_policy", self.train_policy)
+                self._phase(i, "sync", self.sync)
+                self._phase(i, "evaluate", self.evaluate)
+        finally:
+            self.servers.shutdown()
+        return self.state.records
+
+    def search(self, i: int) -> dict[str, Any]:
+        summary = run_pass(self.cfg, self._servers(), self._questions(i), self._search_cfg(), i,
+                           self._dir(i), label=f"search {i}")
+        return _pass_metrics(summary)
+
+    def extract(self, i: int) -> dict[str, Any]:
+        traces = replay.read_traces(f"{self._dir(i)}/traces.parquet")
+        keep = [t for t in traces if t.correct and self._good_enough(t)]
+        unique = list({(t.question_id, t.steps): t for t in keep}.values())
+        replay.write_records(unique, Trace, f"{self._dir(i)}/policy_data.parquet")
+        values = sum(len(replay.read_values(p)) for p in self._value_paths(i)) if self._uses_prm() else 0
+        return {"samples": len(unique), "traces": len(traces), "prm_samples": values,
+                "questions_with_data": len({t.question_id for t in unique})}
+
+    def train_prm(self, i: int) -> dict[str, Any]:
+        return self._train("prm", self._checkpoints(i - 1)[1], self._value_paths(i), f"{self._dir(i)}/prm")
+
+    def train_policy(self, i: int) -> dict[str, Any]:
+        base = self.cfg.model.policy if self.cfg.learners.policy_init == "base" else self._checkpoints(i - 1)[0]
+        return self._train("policy", base, [f"{self._dir(i)}/policy_data.parquet"], f"{self._dir(i)}/policy")
+
+    def sync(self, i: int) -> dict[str, Any]:
+        from restmcts.models import read_weights
+
+        policy_path, prm_path = self._checkpoints(i)
+        self._servers().sync_weights(read_weights(policy_path), read_weights(prm_path))
+        return {"policy": policy_path, "prm": prm_path}
+
+    def evaluate(self, i: int) -> dict[str, Any]:
+        search_cfg = dataclasses.replace(self.cfg.search, strategy=self.cfg.loop.eval_strategy, early_stop=True)
+        summary = run_pass(self.cfg, self._servers(), self.test_questions, search_cfg, i, self._dir(i),
+                           traces_name="eval_traces.parquet", values_name=None, label=f"evaluate {i}")
+        traces = replay.read_traces(f"{self._dir(i)}/eval_traces.parquet")
+        heldout = independent_accuracy(traces, [q.id for q in self.test_questions])
+        print(f"[self_train] iteration {i}: held-out accuracy {summary.accuracy:.3f}", file=sys.stderr)
+        return {**_pass_metrics(summary), "heldout_accuracy": heldout}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _phase(self, i: int, name: str, fn: Any) -> None:
+        if self.state.done(i, name):
+            return
+        print(f"[self_train] iteration {i}: {name}", file=sys.stderr)
+        start = time.time()
+        metrics = fn(i)
+        entry = self.state.record(i, name, time.time() - start, **metrics)
+        print(f"[self_train] iteration {i}: {name} done in {entry['seconds']:.1f}s", file=sys.stderr)
+
+    def _train(self, role: str, init: str, data: list[str], out_path: str) -> dict[str, Any]:
+        from restmcts.learners import LearnerGroup
+
+        group = LearnerGroup(self.cfg, role)
+        try:
+            result = group.train(init, data, out_path)
+        finally:
+            group.shutdown()
+        return dataclasses.asdict(result)
+
+    def _search_cfg(self) -> SearchConfig:
+        if self.cfg.loop.algorithm == "rest_em":
+            return dataclasses.replace(self.cfg.search, strategy="sc", num_samples=self.cfg.loop.rest_em_samples)
+        return self.cfg.search
+
+    def _good_enough(self, t: Trace) -> bool:
+        if self.cfg.loop.algorithm == "rest_em" or t.value is None:
+            return True
+        return t.value >= self.cfg.loop.trace_min_value
+
+    def _uses_prm(self) -> bool:
+        return self.cfg.loop.algorithm == "rest_mcts"
+
+    def _questions(self, i: int) -> list[Question]:
+        n = self.cfg.data.num_questions or len(self.train_questions)
+        if not self.cfg.loop.fresh_questions:
+            return self.train_questions[:n]
+        start = ((i - 1) * n) % len(self.train_questions)
+        window = self.train_questions[start:start + n]
+        return window + self.train_questions[: n - len(window)]
+
+    def _value_paths(self, i: int) -> list[str]:
+        """D_V accumulates across iterations, as in the paper."""
+        return [f"{self._dir(k)}/values.parquet" for k in range(1, i + 1)]
+
+    def _checkpoints(self, i: int) -> tuple[str, str]:
+        """(policy, PRM) checkpoints after iteration i (the bootstrap models for i = 0)."""
+        if i == 0:
+            return self.cfg.model.policy, self.cfg.model.prm
+        prm = f"{self._dir(i)}/prm" if self._uses_prm() else self._checkpoints(i - 1)[1]
+        return f"{self._dir(i)}/policy", prm
+
+    def _resume_point(self) -> int:
+        """The last iteration whose weights are synced: the servers start from its checkpoints."""
+        done = [i for i in range(1, self.cfg.loop.iterations + 1) if self.state.done(i, "sync")]
+        return max(done, default=0)
+
+    def _all_done(self) -> bool:
+        return self.state.done(self.cfg.loop.iterations, "evaluate") if self.cfg.loop.iterations else \
+            self.state.done(0, "evaluate")
+
+    def _dir(self, i: int) -> str:
+        return f"{self.out}/iter_{i}"
+
+    def _servers(self) -> Servers:
+        assert self.servers is not None
+        return self.servers
+
+
+def _pass_metrics(s: PassSummary) -> dict[str, Any]:
+    return {"accuracy": s.accuracy, "solved_fraction": s.solved / max(s.questions, 1),
+            "questions": s.questions, "samples": s.trace_rows, "value_samples": s.value_rows,
+            "tokens": s.tokens, "avg_tokens": s.tokens / max(s.questions, 1), "prm_calls": s.prm_calls,
+            "retries": s.retries, "resumed": s.resumed, "failures": s.failures,
+            "wall_seconds": s.wall_seconds, "phases": s.phases}
+
+
+def _json(values: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(values, indent=2)
+
+
+def self_train(cfg: Config, out: str) -> list[dict[str, Any]]:
+    return SelfTraining(cfg, out).run()
