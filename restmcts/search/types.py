@@ -8,8 +8,9 @@ every tree awaits its own calls and the servers batch whatever is in flight acro
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 
 class ProposeFn(Protocol):
@@ -55,7 +56,7 @@ class Budget:
     empty_steps: int = 0  # proposed steps dropped as empty
     duplicate_steps: int = 0  # proposed steps dropped as duplicates of a sibling
     dead_ends: int = 0  # expansions (or chains) left with no usable step
-    simulations: int = 0  # MCTS* simulations run (0 for the baselines)
+    simulations: int = 0  # MCTS* simulations run, terminal revisits included (0 for the baselines)
 
 
 @dataclass(frozen=True)

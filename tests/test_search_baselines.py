@@ -1,0 +1,145 @@
+"""Baselines (CoT, self-consistency, best-of-N, ToT, ReST-EM filter) on scripted and arith fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from fakes import ARITH, ArithPolicy, ArithPRM, ScriptedPolicy, ScriptedPRM, arith_problem, never_ending
+
+from restmcts.config import SearchConfig
+from restmcts.search import (
+    STRATEGIES,
+    Models,
+    Solution,
+    best_of_n,
+    cot,
+    rest_em_filter,
+    run_strategy,
+    self_consistency,
+    tot,
+)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def first_steps(*firsts: str, then: dict[str, str] | None = None) -> ScriptedPolicy:
+    """Chain i starts with firsts[i] (in the order chains start); then[first] follows it."""
+    queue = list(firsts)
+    then = then or {}
+
+    def script(steps, n, seed):
+        if not steps:
+            return [queue.pop(0)]
+        return [then.get(steps[-1], f"The answer is {steps[-1]}")]
+
+    return ScriptedPolicy(script)
+
+
+def test_cot_is_one_greedy_chain():
+    problem = arith_problem(1, num_ops=4)
+    policy, prm = ArithPolicy(p=0.6), ArithPRM()
+    result = run(cot(problem.text, Models(policy, prm), ARITH, SearchConfig(), seed=0))
+    assert result.best.answer == str(problem.answer)
+    assert result.best.steps == tuple(problem.solution())
+    assert all(c[2] == 1 and c[4] == 0.0 for c in policy.calls)  # n=1, temperature 0
+    assert (result.budget.policy_calls, result.budget.prm_calls) == (5, 0)
+    assert result.solutions == [result.best]
+
+
+def test_self_consistency_majority_vote():
+    policy = first_steps("The answer is 5", "The answer is 7", "The answer is 5", "The answer is 9")
+    result = run(self_consistency("q", Models(policy, ScriptedPRM(lambda s: 0.0)), ARITH,
+                                  SearchConfig(num_samples=4), seed=0))
+    assert result.best.answer == "5"
+    assert sorted(s.answer for s in result.solutions) == ["5", "5", "7", "9"]
+    assert result.budget.prm_calls == 0 and result.budget.policy_calls == 4
+    tie = first_steps("The answer is 7", "The answer is 5", "The answer is 5", "The answer is 7")
+    result = run(self_consistency("q", Models(tie, ScriptedPRM(lambda s: 0.0)), ARITH,
+                                  SearchConfig(num_samples=4), seed=0))
+    assert result.best.answer == "7"  # ties: the answer seen first
+
+
+BON_VALUES = {("a1",): 0.9, ("a1", "The answer is 1"): 0.2,
+              ("b1",): 0.3, ("b1", "The answer is 2"): 0.8,
+              ("c1",): 0.6, ("c1", "The answer is 3"): 0.7}
+
+
+@pytest.mark.parametrize("aggregate, answer, prefixes", [("min", "3", 6), ("last", "2", 3)])
+def test_best_of_n_picks_by_prm_min_or_last(aggregate, answer, prefixes):
+    policy = first_steps("a1", "b1", "c1", then={"a1": "The answer is 1", "b1": "The answer is 2",
+                                                 "c1": "The answer is 3"})
+    prm = ScriptedPRM(lambda steps: BON_VALUES[steps])
+    cfg = SearchConfig(num_samples=3, bon_aggregate=aggregate)
+    result = run(best_of_n("q", Models(policy, prm), ARITH, cfg, seed=0))
+    assert result.best.answer == answer
+    assert result.budget.prm_calls == prm.prefixes == prefixes
+    assert result.best.value == max(s.value for s in result.solutions)
+
+
+def test_tot_keeps_the_top_k_by_prm_value():
+    values = {("a",): 0.2, ("b",): 0.9, ("c",): 0.5, ("d",): 0.1,
+              ("b", "The answer is 1"): 0.7, ("c", "The answer is 2"): 0.8}
+    policy = ScriptedPolicy(lambda steps, n, seed: ["a", "b", "c", "d"] if not steps else
+                            [f"The answer is {'12'['bc'.index(steps[-1])]}"])
+    prm = ScriptedPRM(lambda steps: values[steps])
+    cfg = SearchConfig(branch=4, beam_width=2)
+    result = run(tot("q", Models(policy, prm), ARITH, cfg, seed=0))
+    assert [c[1] for c in policy.calls] == [(), ("b",), ("c",)]  # only the kept two expand
+    assert len(prm.calls) == 2  # one score call per depth
+    assert result.best.answer == "2" and result.best.value == 0.8
+    assert {s.answer for s in result.solutions} == {"1", "2"}
+
+
+def test_tot_on_arith_finds_the_answer_one_score_call_per_depth():
+    problem = arith_problem(4, num_ops=3)
+    policy, prm = ArithPolicy(p=0.6), ArithPRM()
+    result = run(tot(problem.text, Models(policy, prm), ARITH, SearchConfig(beam_width=3), seed=0))
+    assert result.best.answer == str(problem.answer)
+    assert len(prm.calls) == len(problem.ops) + 1
+    assert len(result.solutions) <= 3
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_fills_the_budget_the_same_way(name):
+    problem = arith_problem(2)
+    policy, prm = ArithPolicy(p=0.8), ArithPRM()
+    cfg = SearchConfig(num_simulations=10, num_samples=4)
+    result = run(run_strategy(name, problem.text, Models(policy, prm), ARITH, cfg, seed=1))
+    b = result.budget
+    assert result.strategy == name
+    assert b.tokens == policy.tokens > 0
+    assert b.policy_calls == len(policy.calls)
+    assert b.prm_calls == prm.prefixes
+    assert result.best is not None and result.best.answer is not None
+    again = run(run_strategy(name, problem.text, Models(ArithPolicy(p=0.8), ArithPRM()), ARITH, cfg, seed=1))
+    assert again.solutions == result.solutions  # same seed, same result
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_never_terminating_policy_is_bounded_by_max_depth(name):
+    cfg = SearchConfig(max_depth=5, num_simulations=8, num_samples=3, branch=2)
+    policy = ScriptedPolicy(never_ending)
+    result = run(run_strategy(name, "q", Models(policy, ScriptedPRM(lambda s: 0.5)), ARITH, cfg, seed=0))
+    assert result.best is None and result.failure
+    assert all(len(s.steps) == 5 and s.answer is None for s in result.solutions)
+    assert result.solutions or name == "mcts_star"  # 8 simulations may not reach depth 5
+
+
+def test_empty_step_cuts_a_chain_short_and_counts_a_dead_end():
+    policy = ScriptedPolicy(lambda steps, n, seed: ["step"] if not steps else [""])
+    result = run(self_consistency("q", Models(policy, ScriptedPRM(lambda s: 0.5)), ARITH,
+                                  SearchConfig(num_samples=3), seed=0))
+    assert result.solutions == [] and result.best is None
+    assert (result.budget.dead_ends, result.budget.empty_steps) == (3, 3)
+
+
+def test_rest_em_filter_keeps_verified_correct_only():
+    sols = [Solution(("a",), "1", correct=True), Solution(("b",), "2", correct=False),
+            Solution(("c",), None, correct=False), Solution(("d",), "1", correct=True)]
+    assert rest_em_filter(sols) == [sols[0], sols[3]]
+    with pytest.raises(ValueError, match="correct=None"):
+        rest_em_filter(sols + [dataclasses.replace(sols[0], correct=None)])
