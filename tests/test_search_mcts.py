@@ -213,6 +213,13 @@ def test_self_critic_marks_solved_nodes_terminal_never_at_depth_1():
     assert max(n.depth for n in tree.nodes) == 2
 
 
+def test_self_critic_reads_only_affirmative_replies():
+    from restmcts.search.mcts import _SOLVED
+
+    assert _SOLVED.match("Yes, it is solved.") and _SOLVED.match("solved")
+    assert not _SOLVED.match("No, not solved yet") and not _SOLVED.match("The answer is 3")
+
+
 def test_self_critic_with_the_arith_policy_costs_policy_calls():
     problem, policy, _, result = arith_search(seed=5, num_simulations=10, self_critic=True)
     critic_calls = [c for c in policy.calls if c[0].endswith(CRITIC_SUFFIX)]

@@ -21,8 +21,8 @@ Stopping: all `cfg.num_simulations`, or earlier when no expandable leaf is left,
 the best terminal node (highest v) that states an answer.
 
 Self-critic (`cfg.self_critic`): each new non-terminal child at depth >= 2 is shown to the policy
-with CRITIC_SUFFIX appended to the question; a greedy reply containing the word "solved" or "yes"
-(any case) marks it terminal. Rollout steps are not checked.
+with CRITIC_SUFFIX appended to the question; a greedy reply that starts with "yes" or "solved"
+(any case) marks it terminal ("No, not solved" does not). Rollout steps are not checked.
 
 Seeds: every model call's seed is `derive_seed(tree seed, call kind, node id[, step])`, so a tree
 replays exactly against deterministic models.
@@ -42,7 +42,7 @@ from restmcts.search.tree import Node, Tree, to_solution
 from restmcts.search.types import Answers, Models, SearchResult, derive_seed
 
 CRITIC_SUFFIX = "\nIs the problem already solved by the steps so far? Reply Yes or No."
-_SOLVED = re.compile(r"\b(solved|yes)\b", re.IGNORECASE)
+_SOLVED = re.compile(r"^\W*(yes|solved)\b", re.IGNORECASE)
 
 
 async def mcts_star(question: str, models: Models, answers: Answers, cfg: SearchConfig,
@@ -142,7 +142,7 @@ async def self_critic(tree: Tree, node: Node, steps: Sequence[str], calls: Calls
     solved = [False] * len(steps)
     for (i, _), (texts, tokens) in zip(asks, replies, strict=True):
         node.tokens += tokens
-        solved[i] = any(_SOLVED.search(t) for t in texts)
+        solved[i] = any(_SOLVED.match(t) for t in texts)
     return solved
 
 
