@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -81,7 +82,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """The embedded default's tiny models, built from nothing by jobs/bootstrap.py."""
+    """The embedded default's tiny models, built from nothing by jobs/bootstrap.py.
+
+    SFT questions are the last `sft_examples` of the train split and Monte Carlo label questions
+    the `prm_questions` before them, so the first search windows (taken from the front of the
+    train split) hold questions neither model has seen.
+    """
 
     hidden_size: int = 128
     num_layers: int = 4
@@ -94,8 +100,25 @@ class BootstrapConfig:
     prm_questions: int = 200  # questions whose rollouts give Monte Carlo value labels
     prm_rollouts: int = 4  # completions per prefix for a Monte Carlo label
     prm_steps: int = 300
+    prm_batch_size: int = 32
     prm_lr: float = 5e-4
+    temperature: float = 0.7  # sampling for Monte Carlo rollouts and the pass@k check
+    max_new_tokens: int = 128  # per sampled solution
+    gen_batch_size: int = 256  # prompts per generate() call
+    eval_samples: int = 8  # k of the pass@k and PRM best-of-k checks on the test split
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_size", "num_layers", "num_heads", "max_position", "sft_batch_size",
+                    "prm_questions", "prm_rollouts", "prm_batch_size", "max_new_tokens",
+                    "gen_batch_size", "eval_samples"):
+            _check(getattr(self, key) >= 1, f"bootstrap.{key}", "must be >= 1")
+        _check(self.hidden_size % self.num_heads == 0, "bootstrap.hidden_size",
+               "must be a multiple of bootstrap.num_heads")
+        _check(self.sft_examples >= 1 and self.sft_steps >= 0 and self.prm_steps >= 0,
+               "bootstrap.sft_examples", "need sft_examples >= 1, sft_steps >= 0, prm_steps >= 0")
+        _check(self.sft_lr > 0 and self.prm_lr > 0, "bootstrap.sft_lr", "learning rates must be > 0")
+        _check(self.temperature > 0, "bootstrap.temperature", "must be > 0 (sampling)")
 
 
 @dataclass(frozen=True)
@@ -241,6 +264,9 @@ class Config:
 # --------------------------------------------------------------------------- loading
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
@@ -277,6 +303,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         _check(isinstance(value, int) and not isinstance(value, bool), key, f"got {value!r}; expected an integer")
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
                f"got {value!r}; expected a number")
         return float(value)

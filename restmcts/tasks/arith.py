@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from restmcts.config import DataConfig
 from restmcts.tasks.base import Question, Split
 
 OPS = {"Add": "+", "Subtract": "-", "Multiply by": "*"}
-_ANSWER = re.compile(r"The answer is\s*(-?\d+)")
+# The whole numeric token, so that "The answer is 32.5" does not read as 32.
+_ANSWER = re.compile(r"The answer is\s*(-?\d+(?:[.,/]\d+)*)")
 _STEP = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 _OP_TEXT = re.compile(r"(Add|Subtract|Multiply by) (\d+)\.")
 _START = re.compile(r"Start with (\d+)\.")
@@ -59,6 +60,13 @@ class Problem:
         return value
 
 
+def _int(token: str) -> int | None:
+    try:
+        return int(token)
+    except ValueError:
+        return None
+
+
 def apply(value: int, sym: str, x: int) -> int:
     return value + x if sym == "+" else value - x if sym == "-" else value * x
 
@@ -76,10 +84,12 @@ def generate(rng: random.Random, num_ops: int, cfg: DataConfig) -> Problem:
     start = value = rng.randint(1, cfg.arith_start_max)
     ops = []
     for _ in range(num_ops):
-        choices = ["+"]
+        choices = []
+        if value < cfg.arith_value_max:
+            choices.append("+")
         if value >= 1:
             choices.append("-")
-        if value * 2 <= cfg.arith_value_max:
+        if value * 2 <= cfg.arith_value_max and cfg.arith_operand_max >= 2:
             choices.append("*")
         sym = rng.choice(choices)
         if sym == "+":
@@ -108,7 +118,13 @@ class ArithTask:
         rng = random.Random(f"arith-{self.seed}")
         test: list[Problem] = []
         seen: set[str] = set()
+        attempts = 0
         while len(test) < cfg.arith_test_size:
+            attempts += 1
+            if attempts > 50 * cfg.arith_test_size:
+                raise ValueError(f"data.arith_test_size: found only {len(test)} distinct questions with "
+                                 f"{cfg.arith_test_ops} operations; lower arith_test_size or raise "
+                                 f"arith_operand_max / arith_start_max / arith_test_ops")
             p = generate(rng, cfg.arith_test_ops, cfg)
             if p.text not in seen:
                 seen.add(p.text)
@@ -143,7 +159,8 @@ class ArithTask:
         for step in reversed(steps):
             m = _ANSWER.search(step)
             if m:
-                return str(int(m.group(1)))
+                value = _int(m.group(1))
+                return m.group(1) if value is None else str(value)
         return None
 
     def check(self, answer: str | None, gold: str) -> bool:
@@ -176,7 +193,7 @@ def step_labels(problem: Problem, steps: Sequence[str]) -> list[bool]:
 def _step_ok(problem: Problem, k: int, value: int, step: str) -> bool:
     if k == len(problem.ops):
         m = _ANSWER.search(step)
-        return m is not None and int(m.group(1)) == value and step.strip().startswith("The answer is")
+        return m is not None and _int(m.group(1)) == value and step.strip().startswith("The answer is")
     if k > len(problem.ops):
         return False
     m = _STEP.match(step)

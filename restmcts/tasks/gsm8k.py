@@ -1,0 +1,74 @@
+"""GSM8K: grade-school word problems from a local JSONL/Parquet file (or a hub dataset).
+
+Rows have `question` and `answer`; the answer is a worked solution ending in `#### N`, and
+the gold answer is N with thousands commas removed ("#### 1,200" -> "1200"). A row whose
+answer is just a number is accepted too. Question ids are `gsm8k-{split}-{index}`, with
+`index` the row's 0-based position in its file, so they are stable across runs.
+
+Model solutions end with a step that states the answer (`The answer is 18`, `\\boxed{18}` or
+`#### 18`). The predicted answer is the boxed content, else the first number after the
+marker; math-verify decides whether it equals the gold one (restmcts/tasks/checking.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from restmcts.config import DataConfig
+from restmcts.tasks.base import LoadReport, Question, Split
+from restmcts.tasks.checking import check_answer, first_number, last_boxed, stated_answer, states_answer
+from restmcts.tasks.files import BadRow, Record, load_questions, text_field
+
+QUESTION_FIELDS = ("question", "problem")
+ANSWER_FIELDS = ("answer",)
+
+
+def gold_answer(answer: str) -> str | None:
+    """The final answer of a GSM8K worked answer (`... #### 1,200` -> "1200"), or None."""
+    if "####" in answer:
+        final = answer.rsplit("####", 1)[1].strip().replace(",", "")
+        return final or None
+    plain = answer.replace(",", "").strip()
+    return plain if first_number(plain) == plain else None
+
+
+def _convert(record: Record) -> tuple[str, str]:
+    question = text_field(record, QUESTION_FIELDS)
+    answer = text_field(record, ANSWER_FIELDS, numbers=True)
+    gold = gold_answer(answer)
+    if gold is None:
+        raise BadRow("answer", "no final answer after '####'")
+    return question, gold
+
+
+class GSM8KTask:
+    """GSM8K questions from `data.train_path` / `data.test_path`; answers checked by math-verify."""
+
+    name = "gsm8k"
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+        self._questions: dict[str, list[Question]] = {}
+        self.reports: dict[str, LoadReport] = {}
+
+    def questions(self, split: Split, limit: int = 0) -> list[Question]:
+        if split not in self._questions:
+            self._questions[split], self.reports[split] = load_questions(self.name, self.cfg, split, _convert)
+        questions = self._questions[split]
+        return questions[:limit] if limit > 0 else list(questions)
+
+    def is_terminal(self, step: str) -> bool:
+        return states_answer(step)
+
+    def extract_answer(self, steps: Sequence[str]) -> str | None:
+        for step in reversed(steps):
+            if states_answer(step):
+                boxed = last_boxed(step)
+                if boxed:
+                    return boxed
+                stated = stated_answer(step)
+                return first_number(stated) if stated else None
+        return None
+
+    def check(self, answer: str | None, gold: str) -> bool:
+        return check_answer(answer, gold, self.cfg.check_timeout_s)
