@@ -54,6 +54,24 @@ def inc(name: str, value: float = 1.0) -> None:
         metric(name).inc(value)
 
 
+class EngineReporter:
+    """Turns an engine's cumulative stats into the server gauges and the batch-size histogram."""
+
+    def __init__(self, server: str):
+        self.tags = {"server": server}
+        self.batches = 0
+        self.rows = 0
+
+    def report(self, stats: Any) -> None:
+        metric("restmcts_server_queue_depth").set(stats.queued_rows, tags=self.tags)
+        new_batches, new_rows = stats.batches - self.batches, stats.rows - self.rows
+        if new_batches > 0:  # one observation per new batch, at the batches' mean size
+            histogram = metric("restmcts_server_batch_size")
+            for _ in range(min(new_batches, 64)):
+                histogram.observe(new_rows / new_batches, tags=self.tags)
+        self.batches, self.rows = stats.batches, stats.rows
+
+
 _SPECS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "restmcts_questions_done": ("counter", "questions whose search finished", ()),
     "restmcts_questions_solved": ("counter", "questions with a verified-correct solution", ()),

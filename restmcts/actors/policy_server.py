@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from restmcts.actors.metrics import metric
+from restmcts.actors.metrics import EngineReporter
 from restmcts.config import ServersConfig
 from restmcts.engines import Completion, GenerateRequest, make_policy_engine
 
@@ -21,6 +21,7 @@ from restmcts.engines import Completion, GenerateRequest, make_policy_engine
 class PolicyServer:
     def __init__(self, cfg: ServersConfig, model_path: str, dtype: str, name: str = "policy"):
         self.name = name
+        self.reporter = EngineReporter(name)
         self.engine = make_policy_engine(cfg, model_path, dtype)
 
     async def ready(self) -> str:
@@ -30,8 +31,7 @@ class PolicyServer:
         try:
             return await self.engine.generate(request)
         finally:
-            metric("restmcts_server_queue_depth").set(self.engine.stats().queue_depth,
-                                                      tags={"server": self.name})
+            self.reporter.report(self.engine.stats())
 
     async def generate_many(self, requests: list[GenerateRequest]) -> list[list[Completion]]:
         """Several requests in one Ray call; they still batch with everyone else's."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from restmcts.actors.metrics import metric
+from restmcts.actors.metrics import EngineReporter
 from restmcts.config import ServersConfig
 from restmcts.engines import make_score_engine
 
@@ -19,6 +19,7 @@ from restmcts.engines import make_score_engine
 class PRMServer:
     def __init__(self, cfg: ServersConfig, model_path: str, dtype: str, name: str = "prm"):
         self.name = name
+        self.reporter = EngineReporter(name)
         self.engine = make_score_engine(cfg, model_path, dtype)
 
     async def ready(self) -> str:
@@ -28,8 +29,7 @@ class PRMServer:
         try:
             return await self.engine.score(texts)
         finally:
-            metric("restmcts_server_queue_depth").set(self.engine.stats().queue_depth,
-                                                      tags={"server": self.name})
+            self.reporter.report(self.engine.stats())
 
     async def load_weights(self, state_dict: dict[str, Any]) -> None:
         await self.engine.load_weights(state_dict)

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from restmcts import replay
+from restmcts.actors.metrics import metric
 from restmcts.actors.runtime import init_ray
 from restmcts.actors.search_pass import PassSummary, run_pass
 from restmcts.actors.servers import Servers, start_servers
@@ -121,7 +122,12 @@ class SelfTraining:
             result = group.train(init, data, out_path)
         finally:
             group.shutdown()
-        return dataclasses.asdict(result)
+        if result.final_loss is not None:
+            metric("restmcts_learner_loss").set(result.final_loss, tags={"role": role})
+        metric("restmcts_learner_samples_per_s").set(result.samples_per_s, tags={"role": role})
+        metrics = dataclasses.asdict(result)
+        metrics.pop("history")  # per-step metrics stay with the learner; the log keeps the summary
+        return metrics
 
     def _search_cfg(self) -> SearchConfig:
         if self.cfg.loop.algorithm == "rest_em":

@@ -1,0 +1,139 @@
+"""The actor system on local Ray: servers batch across trees, workers stream, the replay is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from restmcts import replay
+from restmcts.config import load_config
+from restmcts.replay import TRACE_SCHEMA, VALUE_SCHEMA
+
+
+def _cfg(ckpt, *overrides):
+    return load_config("configs/arith-tiny.yaml", [
+        f"model.policy={ckpt}/policy", f"model.prm={ckpt}/prm",
+        "search.num_simulations=4", "search.max_depth=2", "search.max_step_tokens=8",
+        "search.num_workers=2", "search.trees_per_worker=8", "data.arith_min_ops=1", "data.arith_max_ops=2",
+        *overrides,
+    ])
+
+
+@pytest.fixture(scope="module")
+def servers(ray_local, tiny_ckpt):
+    from restmcts.actors.servers import start_servers
+
+    cfg = _cfg(tiny_ckpt)
+    s = start_servers(cfg, cfg.model.policy, cfg.model.prm)
+    yield s
+    s.shutdown()
+
+
+def test_policy_server_batches_concurrent_trees(servers, tiny_ckpt):
+    """64 concurrent proposals from one client land in few, large engine batches."""
+    from restmcts.actors.client import ModelClient
+    from restmcts.prompt import PromptFormat
+
+    cfg = _cfg(tiny_ckpt)
+    client = ModelClient(servers.policy, servers.prm, PromptFormat(), cfg.search)
+    before = servers.stats()["policy"][0]
+
+    async def many():
+        return await asyncio.gather(*(client.propose(f"Start with {i}. Add 1. What is the result?", [], 2, i)
+                                      for i in range(64)))
+
+    out = asyncio.run(many())
+    after = servers.stats()["policy"][0]
+    assert all(len(samples) == 2 and all(isinstance(t, str) and n >= 1 for t, n in samples) for samples in out)
+    batches = after.batches - before.batches
+    rows = after.rows - before.rows
+    assert rows == 128
+    assert rows / batches > 16, f"mean policy batch {rows / batches:.1f} rows"
+
+
+def test_prm_server_scores_in_unit_interval(servers, tiny_ckpt):
+    from restmcts.actors.client import ModelClient
+    from restmcts.prompt import PromptFormat
+
+    client = ModelClient(servers.policy, servers.prm, PromptFormat(), _cfg(tiny_ckpt).search)
+    values = asyncio.run(client.score("Start with 2. Add 3. What is the result?", [[], ["2 + 3 = 5"]]))
+    assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values)
+
+
+def _run(cfg, servers, out, questions=None, iteration=1):
+    from restmcts.actors.search_pass import run_pass
+    from restmcts.tasks import make_task
+
+    questions = questions or make_task(cfg.data).questions("train", 12)
+    return questions, run_pass(cfg, servers, questions, cfg.search, iteration, str(out))
+
+
+def test_search_pass_writes_the_replay_once_per_question(servers, tiny_ckpt, tmp_path):
+    cfg = _cfg(tiny_ckpt)
+    questions, summary = _run(cfg, servers, tmp_path)
+    traces = pq.read_table(tmp_path / "traces.parquet")
+    values = pq.read_table(tmp_path / "values.parquet")
+    assert traces.schema.names[:8] == TRACE_SCHEMA.names[:8]
+    assert values.schema.names == VALUE_SCHEMA.names
+    ids = traces.column("question_id").to_pylist()
+    assert set(ids) <= {q.id for q in questions}
+    chosen = [i for i, c in zip(ids, traces.column("chosen").to_pylist()) if c]
+    assert len(chosen) == len(set(chosen)), "at most one chosen solution per question"
+    assert summary.questions == 12 and summary.retries == 0 and summary.resumed == 0
+    assert summary.trace_rows == traces.num_rows and summary.tokens > 0
+    assert not (tmp_path / ".shards-traces").exists()
+
+
+def test_search_pass_is_reproducible_for_a_seed(servers, tiny_ckpt, tmp_path):
+    cfg = _cfg(tiny_ckpt)
+    _run(cfg, servers, tmp_path / "a")
+    _run(cfg, servers, tmp_path / "b")
+    a = replay.read_traces(str(tmp_path / "a" / "traces.parquet"))
+    b = replay.read_traces(str(tmp_path / "b" / "traces.parquet"))
+    assert a == b and len(a) > 0
+
+
+def test_interrupted_pass_resumes_without_duplicates(servers, tiny_ckpt, tmp_path, monkeypatch):
+    """A crash after some chunks were written: the rerun redoes only the rest."""
+    from restmcts.actors import search_pass
+
+    cfg = _cfg(tiny_ckpt, "search.trees_per_worker=4")
+    questions, _ = _run(cfg, servers, tmp_path / "full")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed before the merge")
+
+    with monkeypatch.context() as m:
+        m.setattr(search_pass._Shards, "merge", crash)
+        with pytest.raises(KeyboardInterrupt):
+            _run(cfg, servers, tmp_path / "resumed", questions)
+    shard_dir = tmp_path / "resumed" / ".shards-traces"
+    markers = sorted(shard_dir.glob("*.done.json"))
+    assert markers, "chunks were written before the crash"
+    (shard_dir / "chunk-orphan.values.parquet").write_bytes(b"half a file")  # a crash mid-chunk
+    markers[0].unlink()  # that chunk's marker never made it: it must be redone
+    _, summary = _run(cfg, servers, tmp_path / "resumed", questions)
+    assert 0 < summary.resumed < len(questions)
+    full = replay.read_traces(str(tmp_path / "full" / "traces.parquet"))
+    resumed = replay.read_traces(str(tmp_path / "resumed" / "traces.parquet"))
+    assert resumed == full
+    assert replay.read_values(str(tmp_path / "resumed" / "values.parquet")) == \
+        replay.read_values(str(tmp_path / "full" / "values.parquet"))
+
+
+def test_search_job_cli(ray_local, tiny_ckpt, tmp_path):
+    """jobs/search.py attaches to the running Ray, writes the replay and a summary."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_job", "jobs/search.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    out = tmp_path / "job"
+    assert job.main(["--out", str(out), f"model.policy={tiny_ckpt}/policy", f"model.prm={tiny_ckpt}/prm",
+                     "data.num_questions=4", "search.num_simulations=2", "search.max_depth=3",
+                     "search.max_step_tokens=6", "search.num_workers=1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["questions"] == 4 and (out / "traces.parquet").exists() and (out / "values.parquet").exists()
