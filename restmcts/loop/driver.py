@@ -127,6 +127,7 @@ class SelfTraining:
         metric("restmcts_learner_samples_per_s").set(result.samples_per_s, tags={"role": role})
         metrics = dataclasses.asdict(result)
         metrics.pop("history")  # per-step metrics stay with the learner; the log keeps the summary
+        metrics["learner_seconds"] = metrics.pop("seconds")
         return metrics
 
     def _search_cfg(self) -> SearchConfig:

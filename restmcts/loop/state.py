@@ -44,8 +44,8 @@ class RunState:
         raise KeyError((iteration, phase))
 
     def record(self, iteration: int, phase: str, seconds: float, **metrics: Any) -> dict[str, Any]:
-        entry = {"iteration": iteration, "phase": phase, "seconds": round(seconds, 3),
-                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **metrics}
+        entry = json.loads(json.dumps({"iteration": iteration, "phase": phase, "seconds": round(seconds, 3),
+                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **metrics}))
         self.records.append(entry)
         text = "".join(json.dumps(r) + "\n" for r in self.records)
         replay.write_text(f"{self.out}/metrics.jsonl", text)
