@@ -256,7 +256,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, *overrides: str) -> "Config":
+    def replace(self, *overrides: str) -> Config:
         """A new config with dotted overrides applied, validated like a load."""
         return from_dict(apply_overrides(self.to_dict(), list(overrides)))
 

@@ -9,8 +9,8 @@ value targets").
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from restmcts.replay import Trace, ValueRecord
 from restmcts.search import Budget, SearchResult, Solution, infer_values, mark_correct

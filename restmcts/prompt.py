@@ -11,8 +11,9 @@ tokenization beyond calling the chat template.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,5 +40,5 @@ class PromptFormat:
         return self.prompt(question) + self.solution(steps)
 
     @classmethod
-    def from_config(cls, data_cfg: Any, tokenizer: Any = None) -> "PromptFormat":
+    def from_config(cls, data_cfg: Any, tokenizer: Any = None) -> PromptFormat:
         return cls(data_cfg.step_delimiter, data_cfg.chat_template, data_cfg.system_prompt, tokenizer)

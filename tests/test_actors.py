@@ -80,7 +80,7 @@ def test_search_pass_writes_the_replay_once_per_question(servers, tiny_ckpt, tmp
     assert values.schema.names == VALUE_SCHEMA.names
     ids = traces.column("question_id").to_pylist()
     assert set(ids) <= {q.id for q in questions}
-    chosen = [i for i, c in zip(ids, traces.column("chosen").to_pylist()) if c]
+    chosen = [i for i, c in zip(ids, traces.column("chosen").to_pylist(), strict=True) if c]
     assert len(chosen) == len(set(chosen)), "at most one chosen solution per question"
     assert summary.questions == 12 and summary.retries == 0 and summary.resumed == 0
     assert summary.trace_rows == traces.num_rows and summary.tokens > 0

@@ -9,8 +9,9 @@ signatures, so `Models(client.propose, client.score)` plugs into any strategy.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from restmcts.config import SearchConfig
 from restmcts.engines import GenerateRequest

@@ -18,7 +18,7 @@ Metrics are created once per process on first use; outside Ray they are no-ops.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 _BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -32,7 +32,7 @@ class _Noop:
     def observe(self, *args: Any, **kwargs: Any) -> None: ...
 
 
-@lru_cache(maxsize=None)
+@cache
 def metric(name: str) -> Any:
     import ray
 

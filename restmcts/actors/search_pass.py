@@ -24,8 +24,9 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from restmcts import replay
 from restmcts.config import Config, SearchConfig

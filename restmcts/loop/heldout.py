@@ -7,7 +7,7 @@ number itself; for other tasks there is no independent oracle and it returns Non
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from restmcts.replay import Trace
 

@@ -21,7 +21,7 @@ class RunState:
     records: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, out: str) -> "RunState":
+    def open(cls, out: str) -> RunState:
         path = f"{out}/metrics.jsonl"
         records = []
         if replay.exists(path):

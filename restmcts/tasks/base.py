@@ -6,8 +6,9 @@ worker calls `check` on finished solutions. A task never touches models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 Split = Literal["train", "test"]
 
