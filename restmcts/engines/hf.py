@@ -1,0 +1,290 @@
+"""The transformers backend: a dynamic batcher in front of a hand-written KV-cache decode loop.
+
+Concurrent `generate` calls become rows (one per sample) that `Batcher` packs into batches of at
+most `servers.max_batch_size` rows; the model runs on one worker thread, so requests keep queueing
+while a batch decodes. The decode loop is ours rather than `model.generate` because each row needs
+its own random stream and its own stop string:
+
+- prompts are left-padded; position ids count real tokens only, so a row decodes exactly as it
+  would alone; rows of one request share one prefill (the KV cache rows are copied, not recomputed);
+- row `i` of a request samples from a `torch.Generator` seeded by `sample_seed(seed, i)` through
+  the Gumbel-max trick (one uniform draw per vocabulary entry per step), so a request gives the
+  same text whatever batch it lands in; temperature 0 is greedy and sends one row for all n;
+- a row stops at the stop string, EOS or its own max_tokens, and leaves the batch (its cache rows
+  are dropped) as soon as it stops.
+
+The score engine batches texts the same way: right padding, the classifier's own last-token
+pooling, sigmoid of the one logit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from restmcts.config import ServersConfig
+from restmcts.engines.base import Completion, EngineStats, GenerateRequest, sample_seed
+from restmcts.engines.batcher import Batcher
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One sample of a request: the unit the batcher packs."""
+
+    prompt: str
+    seed: int  # this row's random-stream seed (unused when greedy)
+    temperature: float
+    max_tokens: int
+    stop: str
+
+
+def pick_device(servers: ServersConfig) -> str:
+    import torch
+
+    return "cuda" if servers.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def _set_threads(servers: ServersConfig) -> None:
+    import torch
+
+    if servers.torch_threads > 0:
+        torch.set_num_threads(servers.torch_threads)
+
+
+class HFPolicyEngine:
+    """PolicyEngine on a transformers causal LM (CPU or one GPU)."""
+
+    def __init__(self, servers: ServersConfig, model_path: str, dtype: str = "float32",
+                 device: str | None = None) -> None:
+        from restmcts.models import load_policy, load_tokenizer
+
+        _set_threads(servers)
+        self.device = device or pick_device(servers)
+        self.tokenizer = load_tokenizer(model_path)
+        self.model = load_policy(model_path, dtype, self.device)
+        self._eos_ids = _eos_ids(self.model, self.tokenizer)
+        self._stop_triggers: dict[str, frozenset[int] | None] = {}
+        self._prompt_tokens = 0
+        self._generated_tokens = 0
+        self._weight_loads = 0
+        self._batcher: Batcher[_Row, Completion] = Batcher(
+            self._run_batch, servers.max_batch_size, servers.max_wait_ms, servers.max_queue, "policy")
+
+    async def generate(self, req: GenerateRequest) -> list[Completion]:
+        if req.temperature == 0:  # greedy samples are all the same: decode one row
+            row = _Row(req.prompt, 0, 0.0, req.max_tokens, req.stop)
+            return (await self._batcher.submit([row])) * req.n
+        rows = [_Row(req.prompt, sample_seed(req.seed, i), req.temperature, req.max_tokens, req.stop)
+                for i in range(req.n)]
+        return await self._batcher.submit(rows)
+
+    async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
+        await self._batcher.run_exclusive(lambda: _load_state(self.model, state_dict))
+        self._weight_loads += 1
+
+    def stats(self) -> EngineStats:
+        return _stats(self._batcher, self._prompt_tokens, self._generated_tokens, self._weight_loads)
+
+    def close(self) -> None:
+        self._batcher.close()
+
+    # ------------------------------------------------------------------ model thread
+
+    def _run_batch(self, rows: list[_Row]) -> list[Completion]:
+        import torch
+
+        with torch.inference_mode():
+            return self._decode(rows)
+
+    def _decode(self, rows: list[_Row]) -> list[Completion]:
+        import torch
+
+        cache, logits, mask, next_pos = self._prefill(rows)
+        generators = [_generator(r.seed, self.device) if r.temperature > 0 else None for r in rows]
+        new_ids: list[list[int]] = [[] for _ in rows]
+        results: list[Completion | None] = [None] * len(rows)
+        active = list(range(len(rows)))  # batch position -> row index
+        while True:
+            tokens = self._choose(logits, [rows[i] for i in active], [generators[i] for i in active])
+            keep = []
+            for pos, (i, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+                new_ids[i].append(token)
+                results[i] = self._finish(rows[i], new_ids[i])
+                if results[i] is None:
+                    keep.append(pos)
+            if not keep:
+                break
+            if len(keep) < len(active):  # drop finished rows from the batch
+                sel = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(sel)
+                tokens, mask, next_pos = tokens[sel], mask[sel], next_pos[sel]
+                active = [active[p] for p in keep]
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            out = self.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                             past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1].float()
+            next_pos = next_pos + 1
+        self._generated_tokens += sum(len(t) for t in new_ids)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(rows)
+        return done
+
+    def _prefill(self, rows: list[_Row]) -> tuple[Any, Any, Any, Any]:
+        """Run each distinct prompt once (left-padded), then give every row its prompt's cache rows.
+        Returns the cache, the next-token logits, the attention mask and the next position per row."""
+        import torch
+        from transformers import DynamicCache
+
+        prompts = list(dict.fromkeys(r.prompt for r in rows))
+        encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
+        self._prompt_tokens += sum(len(e) for e in encoded)
+        ids, mask = _left_pad(encoded, self.tokenizer.pad_token_id, self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        slot = {p: i for i, p in enumerate(prompts)}
+        which = torch.tensor([slot[r.prompt] for r in rows], device=self.device)
+        cache.batch_select_indices(which)
+        return cache, out.logits[which, -1].float(), mask[which], positions[which, -1] + 1
+
+    def _choose(self, logits: Any, rows: Sequence[_Row], generators: Sequence[Any]) -> Any:
+        """Next token per row: argmax for greedy rows, Gumbel-max with the row's generator otherwise."""
+        import torch
+
+        temps = torch.tensor([r.temperature for r in rows], device=logits.device)
+        if not bool((temps > 0).any()):
+            return logits.argmax(-1)
+        vocab = logits.shape[-1]
+        uniform = torch.stack([
+            torch.rand(vocab, generator=g, device=logits.device) if g is not None
+            else torch.full((vocab,), 0.5, device=logits.device)
+            for g in generators
+        ]).clamp_(1e-10, 1.0 - 1e-7)
+        gumbel = -torch.log(-torch.log(uniform))
+        sampled = (logits / temps.clamp(min=1e-6)[:, None] + gumbel).argmax(-1)
+        return torch.where(temps > 0, sampled, logits.argmax(-1))
+
+    def _finish(self, row: _Row, ids: list[int]) -> Completion | None:
+        """The row's completion if it has stopped, else None."""
+        last = ids[-1]
+        if last in self._eos_ids:
+            text = self.tokenizer.decode(ids[:-1], skip_special_tokens=True)
+            return Completion(text.split(row.stop, 1)[0], len(ids), True)
+        triggers = self._triggers(row.stop)
+        if triggers is None or last in triggers:
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if row.stop in text:
+                return Completion(text.split(row.stop, 1)[0], len(ids), True)
+        if len(ids) >= row.max_tokens:
+            return Completion(self.tokenizer.decode(ids, skip_special_tokens=True), len(ids), False)
+        return None
+
+    def _triggers(self, stop: str) -> frozenset[int] | None:
+        """Tokens that can complete `stop` (those whose text holds its last character), or None
+        when that cannot be told token by token (a non-ASCII last character may be split in bytes)."""
+        if stop not in self._stop_triggers:
+            triggers = None
+            if stop[-1].isascii():
+                pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+                triggers = frozenset(i for i, piece in enumerate(pieces) if stop[-1] in piece)
+            self._stop_triggers[stop] = triggers
+        return self._stop_triggers[stop]
+
+
+class HFScoreEngine:
+    """ScoreEngine on a transformers one-label sequence classifier (the PRM)."""
+
+    def __init__(self, servers: ServersConfig, model_path: str, dtype: str = "float32",
+                 device: str | None = None) -> None:
+        from restmcts.models import load_prm, load_tokenizer
+
+        _set_threads(servers)
+        self.device = device or pick_device(servers)
+        self.tokenizer = load_tokenizer(model_path)
+        self.model = load_prm(model_path, dtype, self.device)
+        self._pad_id = self.model.config.pad_token_id
+        self._prompt_tokens = 0
+        self._weight_loads = 0
+        self._batcher: Batcher[str, float] = Batcher(
+            self._run_batch, servers.max_batch_size, servers.max_wait_ms, servers.max_queue, "prm")
+
+    async def score(self, texts: list[str]) -> list[float]:
+        return await self._batcher.submit(texts) if texts else []
+
+    async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
+        await self._batcher.run_exclusive(lambda: _load_state(self.model, state_dict))
+        self._weight_loads += 1
+
+    def stats(self) -> EngineStats:
+        return _stats(self._batcher, self._prompt_tokens, 0, self._weight_loads)
+
+    def close(self) -> None:
+        self._batcher.close()
+
+    def _run_batch(self, texts: list[str]) -> list[float]:
+        import torch
+
+        encoded = [self.tokenizer(t)["input_ids"] for t in texts]
+        self._prompt_tokens += sum(len(e) for e in encoded)
+        width = max(len(e) for e in encoded)
+        ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for i, e in enumerate(encoded):  # right padding: positions and causal context stay as unpadded
+            ids[i, :len(e)] = torch.tensor(e)
+            mask[i, :len(e)] = 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        return torch.sigmoid(logits[:, 0].float()).tolist()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device: str) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _generator(seed: int, device: str) -> Any:
+    import torch
+
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = ids if isinstance(ids, list) else [ids]
+    return frozenset(i for i in [*ids, tokenizer.eos_token_id] if i is not None)
+
+
+def _load_state(model: Any, state_dict: Mapping[str, Any]) -> None:
+    """Copy `state_dict` into `model` in place. Keys the dict lacks are allowed only for tensors
+    tied to a key it has (a tied LM head); unknown keys are an error."""
+    missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
+    if unexpected:
+        raise KeyError(f"load_weights: keys not in the model: {sorted(unexpected)[:5]}")
+    own = model.state_dict()
+    loaded = {own[k].data_ptr() for k in state_dict}
+    untied = [k for k in missing if own[k].data_ptr() not in loaded]
+    if untied:
+        raise KeyError(f"load_weights: state_dict lacks {sorted(untied)[:5]}")
+
+
+def _stats(batcher: Batcher[Any, Any], prompt_tokens: int, generated_tokens: int, weight_loads: int) -> EngineStats:
+    c = batcher.counters
+    return EngineStats(
+        backend="hf", requests=c.requests, rows=c.rows, batches=c.batches,
+        mean_batch_rows=c.mean_batch_rows, max_batch_rows=c.max_batch_rows, prompt_tokens=prompt_tokens,
+        generated_tokens=generated_tokens, queued_rows=batcher.queued_rows, in_flight=batcher.in_flight,
+        busy_s=c.busy_s, weight_loads=weight_loads,
+    )
+
