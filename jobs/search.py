@@ -10,6 +10,7 @@ command after a crash resumes the pass without duplicating rows.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -31,10 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
     try:
         summary = run_pass(cfg, servers, questions, cfg.search, iteration=1, out_dir=out)
+        engines = servers.stats()
     finally:
         servers.shutdown()
-    replay.write_text(f"{out}/summary.json", summary.to_json())
-    print(summary.to_json())
+    report = {**json.loads(summary.to_json()), "servers": {
+        role: [{"mean_batch_rows": s.mean_batch_rows, "max_batch_rows": s.max_batch_rows, "batches": s.batches,
+                "rows": s.rows, "busy_s": s.busy_s} for s in stats] for role, stats in engines.items()}}
+    text = json.dumps(report, indent=2)
+    replay.write_text(f"{out}/summary.json", text)
+    print(text)
     return 0
 
 
