@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from restmcts.config import DataConfig
 from restmcts.tasks.base import DataError, LoadReport, Question, Split
+from restmcts.tasks.checking import check_answer, states_answer
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +181,34 @@ def _hub_records(spec: str, key: str, split: Split) -> Iterator[tuple[int, Recor
         raise DataError(f"{key}={spec!r}: no such local file, and loading it from the Hugging Face hub "
                         f"failed ({type(err).__name__}: {err}); give a local JSONL or Parquet file") from err
     return ((i, dict(record)) for i, record in enumerate(dataset, start=1))
+
+
+class FileTask:
+    """A task whose questions come from files: loading, caching, reports and math-verify checking.
+
+    Subclasses set `name` and `convert(record) -> (question, gold)` and say how a solution
+    states its answer (`extract_answer`).
+    """
+
+    name = ""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+        self._questions: dict[str, list[Question]] = {}
+        self.reports: dict[str, LoadReport] = {}
+
+    @staticmethod
+    def convert(record: Record) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def questions(self, split: Split, limit: int = 0) -> list[Question]:
+        if split not in self._questions:
+            self._questions[split], self.reports[split] = load_questions(self.name, self.cfg, split, self.convert)
+        questions = self._questions[split]
+        return questions[:limit] if limit > 0 else list(questions)
+
+    def is_terminal(self, step: str) -> bool:
+        return states_answer(step)
+
+    def check(self, answer: str | None, gold: str) -> bool:
+        return check_answer(answer, gold, self.cfg.check_timeout_s)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from restmcts.config import DataConfig
-from restmcts.tasks.base import LoadReport, Question, Split
-from restmcts.tasks.checking import check_answer, first_number, last_boxed, stated_answer, states_answer
-from restmcts.tasks.files import BadRow, Record, load_questions, text_field
+from restmcts.tasks.checking import first_number, last_boxed, stated_answer, states_answer
+from restmcts.tasks.files import BadRow, FileTask, Record, text_field
 
 QUESTION_FIELDS = ("question", "problem")
 ANSWER_FIELDS = ("answer",)
@@ -41,24 +39,12 @@ def _convert(record: Record) -> tuple[str, str]:
     return question, gold
 
 
-class GSM8KTask:
+class GSM8KTask(FileTask):
     """GSM8K questions from `data.train_path` / `data.test_path`; answers checked by math-verify."""
 
     name = "gsm8k"
 
-    def __init__(self, cfg: DataConfig):
-        self.cfg = cfg
-        self._questions: dict[str, list[Question]] = {}
-        self.reports: dict[str, LoadReport] = {}
-
-    def questions(self, split: Split, limit: int = 0) -> list[Question]:
-        if split not in self._questions:
-            self._questions[split], self.reports[split] = load_questions(self.name, self.cfg, split, _convert)
-        questions = self._questions[split]
-        return questions[:limit] if limit > 0 else list(questions)
-
-    def is_terminal(self, step: str) -> bool:
-        return states_answer(step)
+    convert = staticmethod(_convert)
 
     def extract_answer(self, steps: Sequence[str]) -> str | None:
         for step in reversed(steps):
@@ -69,6 +55,3 @@ class GSM8KTask:
                 stated = stated_answer(step)
                 return first_number(stated) if stated else None
         return None
-
-    def check(self, answer: str | None, gold: str) -> bool:
-        return check_answer(answer, gold, self.cfg.check_timeout_s)

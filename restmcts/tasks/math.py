@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from restmcts.config import DataConfig
-from restmcts.tasks.base import LoadReport, Question, Split
-from restmcts.tasks.checking import check_answer, last_boxed, stated_answer, states_answer
-from restmcts.tasks.files import BadRow, Record, load_questions, optional_text_field, text_field
+from restmcts.tasks.checking import last_boxed, stated_answer, states_answer
+from restmcts.tasks.files import BadRow, FileTask, Record, optional_text_field, text_field
 
 QUESTION_FIELDS = ("problem", "question")
 
@@ -33,30 +31,15 @@ def _convert(record: Record) -> tuple[str, str]:
     return question, gold
 
 
-class MathTask:
+class MathTask(FileTask):
     """MATH questions from `data.train_path` / `data.test_path`; answers checked by math-verify."""
 
     name = "math"
 
-    def __init__(self, cfg: DataConfig):
-        self.cfg = cfg
-        self._questions: dict[str, list[Question]] = {}
-        self.reports: dict[str, LoadReport] = {}
-
-    def questions(self, split: Split, limit: int = 0) -> list[Question]:
-        if split not in self._questions:
-            self._questions[split], self.reports[split] = load_questions(self.name, self.cfg, split, _convert)
-        questions = self._questions[split]
-        return questions[:limit] if limit > 0 else list(questions)
-
-    def is_terminal(self, step: str) -> bool:
-        return states_answer(step)
+    convert = staticmethod(_convert)
 
     def extract_answer(self, steps: Sequence[str]) -> str | None:
         for step in reversed(steps):
             if states_answer(step):
                 return stated_answer(step)
         return None
-
-    def check(self, answer: str | None, gold: str) -> bool:
-        return check_answer(answer, gold, self.cfg.check_timeout_s)
