@@ -39,3 +39,23 @@ def ray_local():
                  configure_logging=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory):
+    """A small bootstrap (a minute or so): a policy that solves short arith questions often.
+
+    Returns the directory holding `policy/` and `prm/`.
+    """
+    from restmcts.bootstrap import run_bootstrap
+    from restmcts.config import load_config
+
+    root = tmp_path_factory.mktemp("trained_ckpt")
+    cfg = load_config("configs/arith-tiny.yaml", [
+        "bootstrap.hidden_size=64", "bootstrap.num_layers=2", "bootstrap.num_heads=2",
+        "bootstrap.sft_steps=250", "bootstrap.sft_examples=2000", "bootstrap.prm_questions=16",
+        "bootstrap.prm_steps=30",
+        "data.arith_min_ops=1", "data.arith_max_ops=2", "data.arith_test_ops=2", "data.arith_test_size=20",
+    ])
+    run_bootstrap(cfg, root)
+    return root

@@ -180,3 +180,38 @@ def test_synced_server_matches_the_trained_model(ray_local, tiny_ckpt, tmp_path)
         expected.append(tok.decode(out[0, ids.shape[1]:]).split("\n")[0].strip())
     assert after == expected
     assert after[0] == "4 + 3 = 7" and before != after[0]
+
+
+@pytest.mark.slow
+def test_replay_values_follow_the_inference_rule(ray_local, trained_ckpt, tmp_path):
+    """On a real pass: every value row's parent prefix is present and v follows ALGORITHM.md's rule."""
+    from restmcts.actors.search_pass import run_pass
+    from restmcts.actors.servers import start_servers
+    from restmcts.tasks import make_task
+
+    cfg = load_config("configs/arith-tiny.yaml", [
+        f"model.policy={trained_ckpt}/policy", f"model.prm={trained_ckpt}/prm",
+        "data.arith_min_ops=1", "data.arith_max_ops=2", "search.num_simulations=8", "search.max_depth=4",
+        "search.num_workers=2", "search.trees_per_worker=8",
+    ])
+    servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
+    try:
+        questions = make_task(cfg.data).questions("train", 16)
+        summary = run_pass(cfg, servers, questions, cfg.search, 1, str(tmp_path))
+    finally:
+        servers.shutdown()
+    values = replay.read_values(str(tmp_path / "values.parquet"))
+    traces = replay.read_traces(str(tmp_path / "traces.parquet"))
+    solved = {t.question_id for t in traces if t.correct}
+    assert summary.solved == len(solved) > 0 and values
+    assert {v.question_id for v in values} == solved, "values come exactly from trees with a correct leaf"
+    by_prefix = {(v.question_id, v.steps): v for v in values}
+    assert len(by_prefix) == len(values), "one row per (question, prefix)"
+    for v in values:
+        assert 0.0 <= v.value <= 1.0 and v.distance >= 1
+        parent_v = 0.0 if len(v.steps) == 1 else by_prefix[(v.question_id, v.steps[:-1])].value
+        r = 1.0 if v.on_correct_path else -1.0
+        assert v.value == pytest.approx(max(0.0, parent_v + (1.0 - parent_v) * r / v.distance))
+    for t in traces:  # the final step of a verified trace is worth 1
+        if t.correct:
+            assert by_prefix[(t.question_id, t.steps)].value == pytest.approx(1.0)

@@ -127,6 +127,7 @@ def ds_config(cfg: LearnersConfig, lr: float) -> dict[str, Any]:
             "type": "AdamW",
             "params": {"lr": lr, "weight_decay": cfg.weight_decay, "torch_adam": True},
         },
+        "gradient_clipping": cfg.max_grad_norm,
         "zero_optimization": {"stage": cfg.zero_stage},
         "bf16": {"enabled": cfg.precision == "bf16"},
         "fp16": {"enabled": cfg.precision == "fp16"},
