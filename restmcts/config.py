@@ -31,6 +31,15 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+_RESOURCE_RULE = ("use a custom Ray resource name: letters, digits and _ (e.g. restmcts_search), not CPU, GPU, "
+                  "memory or object_store_memory; \"\" for none")
+
+
+def _resource_name_ok(name: str) -> bool:
+    reserved = {"CPU", "GPU", "memory", "object_store_memory"}
+    return name == "" or (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None and name not in reserved)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where questions come from and how solutions are written."""
@@ -94,18 +103,18 @@ class BootstrapConfig:
     num_heads: int = 4
     max_position: int = 256
     sft_examples: int = 4000
-    sft_steps: int = 600
+    sft_steps: int = 800
     sft_batch_size: int = 32
     sft_lr: float = 1e-3
     prm_questions: int = 200  # questions whose rollouts give Monte Carlo value labels
     prm_rollouts: int = 4  # completions per prefix for a Monte Carlo label
-    prm_steps: int = 300
+    prm_steps: int = 200
     prm_batch_size: int = 32
     prm_lr: float = 5e-4
     temperature: float = 0.7  # sampling for Monte Carlo rollouts and the pass@k check
     max_new_tokens: int = 128  # per sampled solution
     gen_batch_size: int = 256  # prompts per generate() call
-    eval_samples: int = 8  # k of the pass@k and PRM best-of-k checks on the test split
+    eval_samples: int = 4  # k of the pass@k and PRM best-of-k checks on the test split
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -142,9 +151,14 @@ class SearchConfig:
     num_samples: int = 8  # N for sc / bon
     beam_width: int = 3  # k for tot
     bon_aggregate: Literal["min", "last"] = "min"
-    num_workers: int = 2  # search worker actors
+    num_workers: int = 2  # search worker actors at most (all are requested; the autoscaler sees the rest)
+    min_workers: int = 1  # search workers that must be running before a pass starts
     trees_per_worker: int = 64  # trees in flight in one worker
     worker_cpus: float = 0.25  # Ray CPUs reserved per search worker (workers mostly await servers)
+    # Custom Ray resource each search worker asks one unit of ("" = none): pins workers to the
+    # node types that advertise it (cluster/*.yaml: restmcts_search).
+    worker_resource: str = ""
+    worker_start_timeout_s: float = 600.0  # wait this long for min_workers, then fail naming the resources
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -156,6 +170,12 @@ class SearchConfig:
         _check(0.0 <= self.end_gate <= 1.0, "search.end_gate", "must be in [0, 1]")
         _check(self.exploration >= 0.0, "search.exploration", "must be >= 0")
         _check(self.temperature >= 0.0, "search.temperature", "must be >= 0 (0 is greedy)")
+        _check(1 <= self.min_workers <= self.num_workers, "search.min_workers",
+               f"need 1 <= min_workers <= num_workers (got {self.min_workers} and {self.num_workers})")
+        _check(self.worker_cpus >= 0, "search.worker_cpus", "must be >= 0")
+        _check(_resource_name_ok(self.worker_resource), "search.worker_resource",
+               f"got {self.worker_resource!r}; {_RESOURCE_RULE}")
+        _check(self.worker_start_timeout_s > 0, "search.worker_start_timeout_s", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -174,6 +194,9 @@ class ServersConfig:
     gpu_memory_utilization: float = 0.85  # vllm
     enable_prefix_caching: bool = True  # vllm
     max_model_len: int = 2048  # vllm
+    # Custom Ray resource each server replica asks one unit of ("" = none), inside its GPU bundle
+    # when num_gpus > 0: pins servers to the node types that advertise it (restmcts_server).
+    resource: str = ""
 
     def __post_init__(self) -> None:
         _check(self.policy_replicas >= 1, "servers.policy_replicas", "must be >= 1")
@@ -181,6 +204,7 @@ class ServersConfig:
         _check(self.max_batch_size >= 1, "servers.max_batch_size", "must be >= 1")
         _check(self.max_wait_ms >= 0, "servers.max_wait_ms", "must be >= 0")
         _check(self.num_gpus >= 0 and self.num_cpus >= 0, "servers.num_gpus", "must be >= 0")
+        _check(_resource_name_ok(self.resource), "servers.resource", f"got {self.resource!r}; {_RESOURCE_RULE}")
 
 
 @dataclass(frozen=True)
@@ -199,6 +223,7 @@ class LearnersConfig:
     prm_lr: float = 3e-4
     prm_epochs: int = 2
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
     max_seq_len: int = 256
     policy_init: Literal["continue", "base"] = "continue"
     seed: int = 0
@@ -210,6 +235,7 @@ class LearnersConfig:
         _check(self.grad_accum >= 1, "learners.grad_accum", "must be >= 1")
         _check(self.policy_lr > 0 and self.prm_lr > 0, "learners.policy_lr", "learning rates must be > 0")
         _check(self.policy_epochs >= 0 and self.prm_epochs >= 0, "learners.policy_epochs", "must be >= 0")
+        _check(self.max_grad_norm >= 0, "learners.max_grad_norm", "must be >= 0 (0 = no clipping)")
 
 
 @dataclass(frozen=True)
@@ -237,7 +263,9 @@ class LoopConfig:
 class RayConfig:
     """How jobs reach Ray: an address to attach to, or a local instance on loopback."""
 
-    address: str = ""  # "" = attach to RAY_ADDRESS or a running cluster, else start a local one
+    # "" = attach to RAY_ADDRESS when set (`ray job submit` sets it), else start a local Ray on
+    # 127.0.0.1; "auto" = the Ray already running on this machine; "HOST:6379" = that cluster.
+    address: str = ""
     num_cpus: int = 0  # local instance only: logical CPUs to schedule on; 0 = all cores
     dashboard: bool = True
 

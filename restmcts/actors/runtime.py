@@ -43,10 +43,18 @@ def init_ray(cfg: RayConfig) -> Any:
     return ray
 
 
+def custom_resources(name: str) -> dict[str, float]:
+    """One unit of the custom resource `name` (a role's node-type pin), or nothing for ""."""
+    return {name: 1.0} if name else {}
+
+
 def actor_options(num_cpus: float, num_gpus: float, pg: Any = None, bundle: int | None = None,
-                  **extra: Any) -> dict[str, Any]:
-    """Ray actor options: resources, and the placement-group bundle when one is given."""
+                  resource: str = "", **extra: Any) -> dict[str, Any]:
+    """Ray actor options: resources (one unit of `resource` when given), and the placement-group
+    bundle when one is given."""
     options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus, **extra}
+    if resource:
+        options["resources"] = custom_resources(resource)
     if pg is not None:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -56,13 +64,15 @@ def actor_options(num_cpus: float, num_gpus: float, pg: Any = None, bundle: int 
     return options
 
 
-def gpu_bundles(count: int, num_cpus: float, num_gpus: float) -> Any:
-    """A placement group of `count` bundles, each with its GPU(s); None on CPU-only runs."""
+def gpu_bundles(count: int, num_cpus: float, num_gpus: float, resource: str = "") -> Any:
+    """A placement group of `count` bundles, each with its GPU(s) (and one unit of `resource`
+    when given); None on CPU-only runs."""
     if num_gpus <= 0:
         return None
     import ray
     from ray.util.placement_group import placement_group
 
-    pg = placement_group([{"CPU": num_cpus, "GPU": num_gpus}] * count, strategy="PACK")
+    bundle = {"CPU": num_cpus, "GPU": num_gpus, **custom_resources(resource)}
+    pg = placement_group([dict(bundle) for _ in range(count)], strategy="PACK")
     ray.get(pg.ready())
     return pg

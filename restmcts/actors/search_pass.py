@@ -14,7 +14,9 @@ Why not Ray Data `map_batches`: this stage needs per-question exactly-once outpu
 a driver crash mid-pass (durable shards keyed by question ids), continuous refill so a worker
 never idles at a block boundary (async batch UDFs run at most 4 batches per task and a task
 ends with its block), and retry counts in the summary. The dispatcher below is ~100 lines; the
-worker pool still autoscales through Ray's resource demand (pending actors).
+worker pool still autoscales through Ray's resource demand (pending actors, see WorkerPool):
+`search.num_workers` workers are requested, the pass starts once `search.min_workers` run, and
+each later one takes chunks as the cluster places it.
 """
 
 from __future__ import annotations
@@ -117,8 +119,6 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
     """Search every question once; write `out_dir/traces_name` (and `values_name`)."""
     import ray
 
-    from restmcts.actors.search_worker import SearchWorker
-
     start = time.time()
     shards = _Shards(out_dir, traces_name.removesuffix(".parquet"))
     done = shards.done_ids()
@@ -126,9 +126,9 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
     resumed = len(questions) - len(todo)
     chunk = max(1, search_cfg.trees_per_worker // 4)
     per_worker = -(-search_cfg.trees_per_worker // chunk) + 1  # chunks queued on each worker
-    num_workers = max(1, min(search_cfg.num_workers, -(-len(todo) // chunk)))
-    workers = [SearchWorker.options(num_cpus=search_cfg.worker_cpus).remote(
-        cfg, servers.policy, servers.prm, f"worker-{i}") for i in range(num_workers)] if todo else []
+    size = max(1, min(search_cfg.num_workers, -(-len(todo) // chunk))) if todo else 0
+    pool = WorkerPool(cfg, servers, search_cfg, size)
+    workers = pool.handles
     pending: dict[Any, tuple[int, list[Question]]] = {}
     chunks = deque(list(todo)[i:i + chunk] for i in range(0, len(todo), chunk))
     retries, finished, tokens = 0, resumed, 0
@@ -139,34 +139,36 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
             qs = chunks.popleft()
             pending[workers[w].run.remote(qs, search_cfg, iteration)] = (w, qs)
 
-    for w in range(len(workers)):
-        submit(w)
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-        for ref in ready:
-            w, qs = pending.pop(ref)
-            try:
-                outcomes = ray.get(ref)
-            except ray.exceptions.RayActorError:
-                retries += 1
-                chunks.appendleft(qs)
-            else:
-                shards.write([q.id for q in qs], outcomes, values_name is not None)
-                finished += len(qs)
-                tokens += sum(o.budget.tokens for o in outcomes)
+    try:
+        for w in pool.wait_for(min(search_cfg.min_workers, size)):
             submit(w)
-        if time.time() - last_print > 2.0 or not pending:
-            last_print = time.time()
-            rate = tokens / max(time.time() - start, 1e-9)
-            in_flight = min(sum(len(qs) for _, qs in pending.values()),
-                            len(workers) * search_cfg.trees_per_worker)
-            print(f"\r[{label}] {finished}/{len(questions)} questions | {in_flight} trees in flight | "
-                  f"{rate:,.0f} tok/s | retries {retries}", end="" if pending else "\n",
-                  file=sys.stderr, flush=True)
-
-    phases = _phase_times(workers)
-    for w in workers:
-        ray.kill(w)
+        while pending:
+            for w in pool.poll():  # a worker the cluster placed since: it takes chunks still queued here
+                submit(w)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                w, qs = pending.pop(ref)
+                try:
+                    outcomes = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    retries += 1
+                    chunks.appendleft(qs)
+                else:
+                    shards.write([q.id for q in qs], outcomes, values_name is not None)
+                    finished += len(qs)
+                    tokens += sum(o.budget.tokens for o in outcomes)
+                submit(w)
+            if time.time() - last_print > 2.0 or not pending:
+                last_print = time.time()
+                rate = tokens / max(time.time() - start, 1e-9)
+                in_flight = min(sum(len(qs) for _, qs in pending.values()),
+                                len(pool.running) * search_cfg.trees_per_worker)
+                print(f"\r[{label}] {finished}/{len(questions)} questions | {in_flight} trees in flight | "
+                      f"{rate:,.0f} tok/s | workers {len(pool.running)}/{size} | retries {retries}",
+                      end="" if pending else "\n", file=sys.stderr, flush=True)
+        phases = _phase_times([workers[w] for w in pool.running])
+    finally:
+        pool.shutdown()
     values_path = f"{out_dir}/{values_name}" if values_name is not None else None
     trace_rows, value_rows, outcomes = shards.merge([q.id for q in questions], f"{out_dir}/{traces_name}",
                                                     values_path)
@@ -186,6 +188,77 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
         wall_seconds=time.time() - start,
         phases=phases,
     )
+
+
+class WorkerPool:
+    """The pass's search workers: `size` actors requested at once, used as they start.
+
+    Every worker asks `search.worker_cpus` CPUs plus one unit of `search.worker_resource` when set.
+    Workers the cluster cannot place yet stay pending actors; that pending demand is what the Ray
+    autoscaler sees and adds nodes for, and each worker joins the pass when it starts. The pass
+    waits only for `search.min_workers` (at most `search.worker_start_timeout_s`, then fails naming
+    the resources); killing the pool at the end also withdraws the demand of workers never placed.
+    """
+
+    def __init__(self, cfg: Config, servers: Any, search_cfg: SearchConfig, size: int):
+        from restmcts.actors.runtime import actor_options
+        from restmcts.actors.search_worker import SearchWorker
+
+        self.search_cfg = search_cfg
+        self.options = actor_options(search_cfg.worker_cpus, 0, resource=search_cfg.worker_resource)
+        self.handles = [SearchWorker.options(**self.options).remote(cfg, servers.policy, servers.prm, f"worker-{i}")
+                        for i in range(size)]
+        self.probes = {h.stats.remote(): i for i, h in enumerate(self.handles)}  # answer once a worker runs
+        self.running: list[int] = []
+
+    def poll(self, timeout: float = 0.0) -> list[int]:
+        """Indices of workers that started since the last poll (waiting up to `timeout` seconds)."""
+        import ray
+
+        if not self.probes:
+            return []
+        if timeout > 0:
+            ray.wait(list(self.probes), num_returns=1, timeout=timeout)
+        done, _ = ray.wait(list(self.probes), num_returns=len(self.probes), timeout=0)
+        started = []
+        for ref in done:
+            i = self.probes.pop(ref)
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as err:
+                if err.actor_init_failed:
+                    raise  # the constructor failed: every worker would
+                self.probes[self.handles[i].stats.remote()] = i  # died while starting: it restarts
+                continue
+            started.append(i)
+        self.running += started
+        return started
+
+    def wait_for(self, count: int) -> list[int]:
+        """Block until `count` workers run; return every worker that started meanwhile."""
+        deadline = time.time() + self.search_cfg.worker_start_timeout_s
+        started = self.poll()
+        while len(self.running) < count:
+            if time.time() > deadline:
+                raise RuntimeError(self._no_room(count))
+            started += self.poll(timeout=min(1.0, max(deadline - time.time(), 0.01)))
+        return started
+
+    def _no_room(self, count: int) -> str:
+        import ray
+
+        ask = {"CPU": self.options["num_cpus"], **self.options.get("resources", {})}
+        return (f"search: {len(self.running)} of search.min_workers={count} search workers started within "
+                f"search.worker_start_timeout_s={self.search_cfg.worker_start_timeout_s:g}s; each asks {ask}. "
+                f"Cluster resources: {ray.cluster_resources()}, available: {ray.available_resources()}. "
+                "Lower search.min_workers or search.worker_cpus, check search.worker_resource against the "
+                "node types' resources (cluster/), or let the autoscaler add nodes.")
+
+    def shutdown(self) -> None:
+        import ray
+
+        for handle in self.handles:
+            ray.kill(handle)
 
 
 def _phase_times(workers: list[Any]) -> dict[str, float]:

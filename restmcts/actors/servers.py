@@ -4,8 +4,9 @@
     servers.sync_weights(policy_state_dict=..., prm_state_dict=...)   # no restart
 
 Each replica gets its own placement-group bundle with its GPU when servers.num_gpus > 0, and
-plain CPU resources otherwise. New weights travel once through the object store (`ray.put`)
-and every replica loads them between batches.
+plain CPU resources otherwise; with servers.resource set it also asks one unit of that custom
+resource, so it lands on the node types that advertise it (cluster/). New weights travel once
+through the object store (`ray.put`) and every replica loads them between batches.
 """
 
 from __future__ import annotations
@@ -60,15 +61,15 @@ def start_servers(cfg: Config, policy_path: str, prm_path: str) -> Servers:
     from restmcts.actors.prm_server import PRMServer
 
     s = cfg.servers
-    policy_pg = gpu_bundles(s.policy_replicas, s.num_cpus, s.num_gpus)
-    prm_pg = gpu_bundles(s.prm_replicas, s.num_cpus, s.num_gpus)
+    policy_pg = gpu_bundles(s.policy_replicas, s.num_cpus, s.num_gpus, s.resource)
+    prm_pg = gpu_bundles(s.prm_replicas, s.num_cpus, s.num_gpus, s.resource)
     policy = [
-        PolicyServer.options(**actor_options(s.num_cpus, s.num_gpus, policy_pg, i))
+        PolicyServer.options(**actor_options(s.num_cpus, s.num_gpus, policy_pg, i, s.resource))
         .remote(s, policy_path, cfg.model.dtype, f"policy-{i}")
         for i in range(s.policy_replicas)
     ]
     prm = [
-        PRMServer.options(**actor_options(s.num_cpus, s.num_gpus, prm_pg, i))
+        PRMServer.options(**actor_options(s.num_cpus, s.num_gpus, prm_pg, i, s.resource))
         .remote(s, prm_path, cfg.model.dtype, f"prm-{i}")
         for i in range(s.prm_replicas)
     ]
