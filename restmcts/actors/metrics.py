@@ -12,6 +12,7 @@
 | restmcts_server_batch_size      | histogram | rows per engine batch                             |
 | restmcts_learner_loss           | gauge     | last training loss of a learner (tag role)        |
 | restmcts_learner_samples_per_s  | gauge     | learner throughput (tag role)                     |
+| restmcts_learner_step_seconds   | gauge     | mean optimizer step time of a learner (tag role)  |
 
 Metrics are created once per process on first use; outside Ray they are no-ops.
 """
@@ -83,4 +84,5 @@ _SPECS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "restmcts_server_batch_size": ("histogram", "rows per engine batch", ("server",)),
     "restmcts_learner_loss": ("gauge", "last training loss of a learner", ("role",)),
     "restmcts_learner_samples_per_s": ("gauge", "learner training throughput", ("role",)),
+    "restmcts_learner_step_seconds": ("gauge", "mean optimizer step time of a learner", ("role",)),
 }

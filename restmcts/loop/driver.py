@@ -125,6 +125,8 @@ class SelfTraining:
         if result.final_loss is not None:
             metric("restmcts_learner_loss").set(result.final_loss, tags={"role": role})
         metric("restmcts_learner_samples_per_s").set(result.samples_per_s, tags={"role": role})
+        if result.steps:
+            metric("restmcts_learner_step_seconds").set(result.train_seconds / result.steps, tags={"role": role})
         metrics = dataclasses.asdict(result)
         metrics.pop("history")  # per-step metrics stay with the learner; the log keeps the summary
         metrics["learner_seconds"] = metrics.pop("seconds")
