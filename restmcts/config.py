@@ -159,6 +159,9 @@ class SearchConfig:
     # node types that advertise it (cluster/*.yaml: restmcts_search).
     worker_resource: str = ""
     worker_start_timeout_s: float = 600.0  # wait this long for min_workers, then fail naming the resources
+    # The reference schedule, for benchmarks: one generate call per candidate and one PRM call per
+    # prefix, each awaited before the next (False: a node's b candidates and scores go in one call).
+    sequential_calls: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

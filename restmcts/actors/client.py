@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from restmcts.config import SearchConfig
-from restmcts.engines import GenerateRequest
+from restmcts.engines import GenerateRequest, sample_seed
 from restmcts.prompt import PromptFormat
 
 RETRY_ATTEMPTS = 6
@@ -55,6 +55,11 @@ class ModelClient:
 
     async def propose(self, question: str, steps: Sequence[str], n: int, seed: int,
                       temperature: float | None = None) -> list[tuple[str, int]]:
+        if self.cfg.sequential_calls and n > 1:  # the reference schedule: one call per candidate
+            out = []
+            for i in range(n):
+                out += await self.propose(question, steps, 1, sample_seed(seed, i), temperature)
+            return out
         request = GenerateRequest(
             prompt=self.fmt.render(question, steps),
             n=n,
@@ -68,6 +73,8 @@ class ModelClient:
         return [(c.text.strip(), c.tokens) for c in completions]
 
     async def score(self, question: str, steps_list: Sequence[Sequence[str]]) -> list[float]:
+        if self.cfg.sequential_calls and len(steps_list) > 1:  # the reference schedule: one call per prefix
+            return [v for steps in steps_list for v in await self.score(question, [steps])]
         texts = [self.fmt.render(question, steps) for steps in steps_list]
         self.stats.prm_calls += len(texts)
         return list(await self._call(self.prm, lambda h: h.score.remote(texts), "prm"))

@@ -56,6 +56,7 @@ class SearchWorker:
                   ) -> list[QuestionOutcome]:
         if self._limit is None:
             self._limit = asyncio.Semaphore(search_cfg.trees_per_worker)
+        self.client.cfg = search_cfg  # the pass's step budget, temperature and call schedule
         return list(await asyncio.gather(*(self._one(q, search_cfg, iteration) for q in questions)))
 
     async def _one(self, q: Question, search_cfg: SearchConfig, iteration: int) -> QuestionOutcome:

@@ -1,0 +1,51 @@
+"""Benchmark: sequential vs batched search, engine saturation, learner throughput (one run).
+
+    python jobs/bench.py --config configs/arith-tiny.yaml --out runs/bench [--sweep 1,8,64,256] [key.sub=value ...]
+
+Writes OUT/bench.json (see restmcts/bench.py for every field) and prints a short table. Every
+figure comes from the same servers, models and question list, so compare ratios, not absolute
+times across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from restmcts.cli import parse_job_args  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--sweep", default="1,8,64,256", help="trees in flight per point, comma-separated")
+    parser.add_argument("--sequential-questions", type=int, default=8)
+    parser.add_argument("--engine-rows", type=int, default=512)
+    parser.add_argument("--learners", default="1,2", help="learner counts for the learner throughput points")
+    known, rest = parser.parse_known_args(argv)
+    try:
+        sweep = tuple(int(x) for x in known.sweep.split(","))
+        learners = tuple(int(x) for x in known.learners.split(",")) if known.learners else ()
+    except ValueError:
+        parser.error("--sweep and --learners take comma-separated integers, e.g. --sweep 1,8,64,256")
+    cfg, out = parse_job_args(__doc__.splitlines()[0], rest)
+
+    from restmcts.actors.runtime import init_ray
+    from restmcts.bench import run_bench
+
+    init_ray(cfg.ray)
+    report = run_bench(cfg, out, sweep=sweep, sequential_questions=known.sequential_questions,
+                       engine_rows=known.engine_rows, learner_counts=learners)
+    print(report.table())
+    print(f"\nWrote {out}/bench.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

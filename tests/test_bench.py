@@ -1,0 +1,59 @@
+"""jobs/bench.py: every measurement runs against real servers, workers and learners on local Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from restmcts.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_measures_search_engine_and_learners(ray_local, trained_ckpt, tmp_path):
+    from restmcts.bench import run_bench
+
+    cfg = load_config("configs/arith-tiny.yaml", [
+        f"model.policy={trained_ckpt}/policy", f"model.prm={trained_ckpt}/prm",
+        "data.arith_min_ops=1", "data.arith_max_ops=2", "search.num_simulations=6", "search.max_depth=4",
+        "learners.policy_epochs=1", "learners.prm_epochs=1",
+    ])
+    report = run_bench(cfg, str(tmp_path), sweep=(1, 6), sequential_questions=2, engine_rows=128,
+                       learner_counts=(1, 2))
+
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["speedup"] == pytest.approx(report.speedup)
+    seq, (one, six) = report.sequential, report.sweep
+    assert (seq.questions, one.questions, six.questions) == (2, 8, 12)
+    assert (one.trees_in_flight, six.trees_in_flight) == (1, 6)
+    assert all(p.nodes > 0 and p.tokens > 0 and p.nodes_per_s > 0 for p in (seq, one, six))
+    assert (seq.policy_mean_batch_rows, seq.prm_mean_batch_rows) == (1.0, 1.0), "the reference: one row per call"
+    assert one.policy_mean_batch_rows == cfg.search.branch, "one tree: a node's candidates in one call"
+    assert six.policy_mean_batch_rows > one.policy_mean_batch_rows, "trees in flight share the policy's batches"
+    assert report.batched_nodes_per_s == max(one.nodes_per_s, six.nodes_per_s)
+    assert report.speedup == pytest.approx(report.batched_nodes_per_s / seq.nodes_per_s)
+
+    limit = report.engine_limit
+    assert limit["rows"] == 128 // cfg.search.branch * cfg.search.branch and limit["tokens"] > 0
+    assert limit["mean_batch_rows"] > cfg.servers.max_batch_size - cfg.search.branch, "measured on full batches"
+    assert report.saturation == pytest.approx(six.tokens_per_s / limit["tokens_per_s"])
+
+    shares = [v for k, v in report.profile.items() if k.startswith("tree_share_")]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+    assert 0 < report.profile["policy_engine_busy_share"] <= 1.5  # busy time is per replica; wall is the pass
+
+    points = {(p.role, p.learners): p for p in report.learners}
+    assert set(points) == {("prm", 1), ("prm", 2), ("policy", 1), ("policy", 2)}
+    assert all(p.samples > 0 and p.samples_per_s > 0 for p in points.values())
+    assert points[("prm", 1)].samples == points[("prm", 2)].samples
+
+
+def test_bench_rejects_a_bad_sweep(tmp_path):
+    result = subprocess.run([sys.executable, "jobs/bench.py", "--config", "configs/arith-tiny.yaml",
+                             "--out", str(tmp_path), "--sweep", "1,x"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "--sweep and --learners take comma-separated integers" in result.stderr
