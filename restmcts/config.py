@@ -227,6 +227,7 @@ class LearnersConfig:
     prm_epochs: int = 2
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # gradient clipping (0 = off)
+    max_restarts: int = 2  # a train phase starts over this many times when a learner dies
     max_seq_len: int = 256
     policy_init: Literal["continue", "base"] = "continue"
     seed: int = 0
@@ -239,6 +240,7 @@ class LearnersConfig:
         _check(self.policy_lr > 0 and self.prm_lr > 0, "learners.policy_lr", "learning rates must be > 0")
         _check(self.policy_epochs >= 0 and self.prm_epochs >= 0, "learners.policy_epochs", "must be >= 0")
         _check(self.max_grad_norm >= 0, "learners.max_grad_norm", "must be >= 0 (0 = no clipping)")
+        _check(self.max_restarts >= 0, "learners.max_restarts", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -124,11 +124,15 @@ def write_table(table: pa.Table, path: str) -> None:
         pq.write_table(table, tmp, filesystem=filesystem)
         filesystem.move(tmp, p)
     except BaseException:
-        try:
-            filesystem.delete_file(tmp)
-        except Exception:
-            pass
+        _discard(filesystem, tmp)
         raise
+
+
+def _discard(filesystem: Any, tmp: str) -> None:
+    try:
+        filesystem.delete_file(tmp)
+    except Exception:  # never written, or already gone
+        pass
 
 
 def write_text(path: str, text: str) -> None:
@@ -137,9 +141,13 @@ def write_text(path: str, text: str) -> None:
     parent = p.rsplit("/", 1)[0] if "/" in p else "."
     filesystem.create_dir(parent, recursive=True)
     tmp = f"{p}.{uuid.uuid4().hex[:8]}.tmp"
-    with filesystem.open_output_stream(tmp) as f:
-        f.write(text.encode())
-    filesystem.move(tmp, p)
+    try:
+        with filesystem.open_output_stream(tmp) as f:
+            f.write(text.encode())
+        filesystem.move(tmp, p)
+    except BaseException:  # a full disk or a crash: no half file under either name
+        _discard(filesystem, tmp)
+        raise
 
 
 def read_text(path: str) -> str:

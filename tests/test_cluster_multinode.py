@@ -261,3 +261,41 @@ def test_self_train_job_puts_learners_on_their_own_node(cluster, tiny_ckpt, tmp_
     assert placed["LearnerActor"] == ["train", "train"]  # one PRM learner, then one policy learner
     assert set(placed["PolicyServer"]) == set(placed["PRMServer"]) == {"head"}
     assert set(placed["SearchWorker"]) - {""} == {"search"}
+
+
+def test_search_job_survives_a_killed_worker(cluster, tiny_ckpt, tmp_path):
+    """SIGKILL one of the job's two search workers mid-pass: every question lands once, the retry is counted."""
+    from ray.util.state import list_actors
+
+    from restmcts import replay
+
+    out = tmp_path / "search"
+    args = ["--out", str(out), f"model.policy={tiny_ckpt}/policy", f"model.prm={tiny_ckpt}/prm",
+            "data.num_questions=32", "search.num_simulations=8", "search.num_workers=2", "search.min_workers=2",
+            "search.trees_per_worker=4", *SMALL]
+    killed: list[int] = []
+
+    def watch():
+        shards = out / ".shards-traces"
+        done = [f for f in os.listdir(shards) if f.endswith(".done.json")] if shards.exists() else []
+        if killed or len(done) < 2:
+            return
+        workers = list_actors(address=cluster.dashboard, detail=True, filters=[
+            ("class_name", "=", "SearchWorker"), ("state", "=", "ALIVE")])
+        if workers:
+            killed.append(int(workers[0].pid))
+            os.kill(killed[0], signal.SIGKILL)  # every node runs on this machine
+
+    rc, log = cluster.submit(["python", "jobs/search.py", *args], tmp_path / "restmcts-search-kill.log", watch=watch)
+    assert rc == 0, log[-4000:]
+    assert killed, "the pass ended before a worker could be killed"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["questions"] == 32 and summary["retries"] >= 1
+    traces = replay.read_traces(str(out / "traces.parquet"))
+    values = replay.read_values(str(out / "values.parquet"))
+    assert len({t.question_id for t in traces}) == 32
+    assert len({(v.question_id, v.steps) for v in values}) == len(values), "no duplicate value rows"
+    per_question = {}
+    for t in traces:
+        per_question.setdefault(t.question_id, []).append(t.steps)
+    assert all(len(s) == len(set(s)) for s in per_question.values()), "no duplicate traces"

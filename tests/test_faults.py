@@ -1,6 +1,7 @@
-"""Failures injected into a real search pass on local Ray: a search worker or an inference server is
-killed with SIGKILL mid-pass, and the replay still holds every question exactly once, row for row
-the same as an undisturbed pass with the same seed."""
+"""Failures injected on local Ray. A search worker or an inference server killed with SIGKILL mid-pass:
+the replay still holds every question exactly once, row for row the same as an undisturbed pass
+with the same seed. A learner killed mid-phase: the phase starts over and ends with the same weights
+as an undisturbed one, and no partial checkpoint is left."""
 
 from __future__ import annotations
 
@@ -99,3 +100,53 @@ def test_a_killed_actor_loses_and_duplicates_nothing(clean, tmp_path, victim):
     assert _same(values, clean_values)
     if victim == "SearchWorker":
         assert summary.retries >= 1, "the dead worker's chunk was resubmitted and counted"
+
+
+def test_a_killed_learner_restarts_the_phase_and_matches_an_undisturbed_one(ray_local, tiny_ckpt, tmp_path):
+    from restmcts.learners import train_phase
+    from restmcts.replay import Trace
+
+    rows = [Trace(question_id=f"q{i}", question=f"Start with {i}. Add 5. What is the result?",
+                  steps=(f"{i} + 5 = {i + 5}", f"The answer is {i + 5}"), answer=str(i + 5), correct=True,
+                  tokens=10, strategy="mcts_star", iteration=1) for i in range(64)]
+    data = str(tmp_path / "traces.parquet")
+    replay.write_records(rows, Trace, data)
+    cfg = load_config(None, ["learners.num_learners=1", "learners.micro_batch_size=4", "learners.policy_epochs=8",
+                             "learners.max_seq_len=64"])
+    init = str(tiny_ckpt / "policy")
+    clean = train_phase(cfg, "policy", init, [data], str(tmp_path / "clean"))
+
+    restarts: list[int] = []
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(r=train_phase(
+        cfg, "policy", init, [data], str(tmp_path / "out"), on_restart=lambda n, err: restarts.append(n))))
+    runner.start()
+    from ray._private import state
+
+    while runner.is_alive():  # kill the first learner as soon as it runs
+        pids = [a["Pid"] for a in state.actors().values()
+                if a["ActorClassName"] == "LearnerActor" and a["State"] == "ALIVE" and a["Pid"]]
+        if pids:
+            time.sleep(1.0)
+            os.kill(int(pids[0]), signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    runner.join(timeout=300)
+    assert restarts == [1] and result["r"].restarts == 1
+    assert result["r"].weights_digests == clean.weights_digests, "the restarted phase trains from the same start"
+    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    assert not leftovers, f"partial checkpoints left behind: {leftovers}"
+
+
+def test_learners_that_keep_dying_fail_naming_the_setting(ray_local, tiny_ckpt, tmp_path, monkeypatch):
+    import ray
+
+    from restmcts.learners import group as group_mod
+
+    def die(self, *args, **kwargs):
+        raise ray.exceptions.RayActorError()
+
+    monkeypatch.setattr(group_mod.LearnerGroup, "train", die)
+    cfg = load_config(None, ["learners.num_learners=1", "learners.max_restarts=1"])
+    with pytest.raises(RuntimeError, match=r"learners died 2 times \(learners.max_restarts=1\)"):
+        group_mod.train_phase(cfg, "policy", str(tiny_ckpt / "policy"), [], str(tmp_path / "out"))

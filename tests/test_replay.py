@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -43,13 +45,51 @@ def test_values_round_trip(tmp_path):
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     path = str(tmp_path / "sub" / "traces.parquet")
 
-    def boom(*args, **kwargs):
-        raise OSError("No space left on device")
+    def disk_full(table, where, **kwargs):  # half a file, then the device is full
+        with open(where, "wb") as f:
+            f.write(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pq, "write_table", boom)
+    monkeypatch.setattr(pq, "write_table", disk_full)
     with pytest.raises(OSError, match="No space"):
         replay.write_records([_trace()], Trace, path)
     assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_full_disk_during_a_text_write_leaves_the_old_file(tmp_path, monkeypatch):
+    from pyarrow import fs
+
+    path = tmp_path / "done.json"
+    replay.write_text(str(path), "old")
+
+    class FullStream:
+        def __init__(self, where):
+            self.f = open(where, "wb")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    class FullDisk:  # the local file system, except that writes run out of space
+        def __init__(self):
+            self.real = fs.LocalFileSystem()
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def open_output_stream(self, where):
+            return FullStream(where)
+
+    monkeypatch.setattr(replay, "_fs", lambda p: (FullDisk(), p))
+    with pytest.raises(OSError, match="No space"):
+        replay.write_text(str(path), "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["done.json"] and path.read_text() == "old"
 
 
 def test_missing_column_is_named(tmp_path):

@@ -52,6 +52,7 @@ class PassSummary:
     failures: int  # questions that ended without any terminal solution
     wall_seconds: float
     phases: dict[str, float] = field(default_factory=dict)  # where tree-time went
+    worker_peak_rss_mb: float = 0.0  # the largest peak resident memory of a search worker
 
     @property
     def accuracy(self) -> float:
@@ -166,7 +167,7 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
                 print(f"\r[{label}] {finished}/{len(questions)} questions | {in_flight} trees in flight | "
                       f"{rate:,.0f} tok/s | workers {len(pool.running)}/{size} | retries {retries}",
                       end="" if pending else "\n", file=sys.stderr, flush=True)
-        phases = _phase_times([workers[w] for w in pool.running])
+        phases, peak_rss = _phase_times([workers[w] for w in pool.running])
     finally:
         pool.shutdown()
     values_path = f"{out_dir}/{values_name}" if values_name is not None else None
@@ -187,6 +188,7 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
         failures=sum(o["failure"] is not None for o in outcomes),
         wall_seconds=time.time() - start,
         phases=phases,
+        worker_peak_rss_mb=round(peak_rss, 1),
     )
 
 
@@ -261,11 +263,13 @@ class WorkerPool:
             ray.kill(handle)
 
 
-def _phase_times(workers: list[Any]) -> dict[str, float]:
-    """Tree-seconds by phase, summed over workers (a dead worker's share is lost)."""
+def _phase_times(workers: list[Any]) -> tuple[dict[str, float], float]:
+    """Tree-seconds by phase, summed over workers (a dead worker's share is lost), and the
+    largest peak resident memory of a worker in MiB."""
     import ray
 
     totals = {"policy_wait": 0.0, "prm_wait": 0.0, "tree_ops": 0.0, "judge": 0.0}
+    peak_rss = 0.0
     for w in workers:
         try:
             s = ray.get(w.stats.remote(), timeout=10)
@@ -275,4 +279,5 @@ def _phase_times(workers: list[Any]) -> dict[str, float]:
         totals["prm_wait"] += s.client.prm_seconds
         totals["tree_ops"] += max(0.0, s.search_seconds - s.client.policy_seconds - s.client.prm_seconds)
         totals["judge"] += s.judge_seconds
-    return totals
+        peak_rss = max(peak_rss, s.peak_rss_mb)
+    return totals, peak_rss

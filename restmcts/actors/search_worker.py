@@ -30,6 +30,7 @@ class WorkerStats:
     search_seconds: float  # tree-seconds inside strategies (model waits + tree ops)
     judge_seconds: float  # answer checking
     client: ClientStats
+    peak_rss_mb: float = 0.0  # the worker process's peak resident memory
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -89,5 +90,7 @@ class SearchWorker:
         metric("restmcts_trees_in_flight").set(self.in_flight, tags={"worker": self.name})
 
     async def stats(self) -> WorkerStats:
+        import resource
+
         return WorkerStats(self.in_flight, self.done, self.search_seconds, self.judge_seconds,
-                           self.client.stats)
+                           self.client.stats, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

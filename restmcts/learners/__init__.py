@@ -9,6 +9,6 @@ actor group in group.py, env vars and placement in placement.py.
 """
 
 from restmcts.learners.engine import StepMetrics, TrainResult
-from restmcts.learners.group import LearnerGroup
+from restmcts.learners.group import LearnerGroup, train_phase
 
-__all__ = ["LearnerGroup", "StepMetrics", "TrainResult"]
+__all__ = ["LearnerGroup", "StepMetrics", "TrainResult", "train_phase"]

@@ -80,6 +80,7 @@ class TrainResult:
     truncated: int  # rows cut to learners.max_seq_len
     weights_digests: tuple[str, ...]  # sha256 of the final weights on each rank; the group checks they agree
     history: tuple[StepMetrics, ...]
+    restarts: int = 0  # times the phase started over after a learner died (train_phase)
 
 
 @dataclass

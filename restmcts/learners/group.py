@@ -164,3 +164,25 @@ def _has_gpu(num_learners: int, num_gpus: float) -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def train_phase(cfg: Config, role: Role, init_path: str, replay_paths: Sequence[str], out_path: str,
+                on_restart: Any = None) -> TrainResult:
+    """One train phase that survives learner deaths: a dead rank stops the group and the phase
+    starts over from `init_path` with new actors, up to `learners.max_restarts` times. The
+    checkpoint is written to a temporary folder and renamed, so a death never leaves a partial
+    `out_path`. `on_restart(attempt, error)` is called before each new start."""
+    for attempt in range(cfg.learners.max_restarts + 1):
+        group = LearnerGroup(cfg, role)
+        try:
+            result = group.train(init_path, replay_paths, out_path)
+            return dataclasses.replace(result, restarts=attempt)
+        except ray.exceptions.RayActorError as err:
+            if attempt == cfg.learners.max_restarts:
+                raise RuntimeError(f"{role} training: learners died {attempt + 1} times "
+                                   f"(learners.max_restarts={cfg.learners.max_restarts}); last error: {err}") from err
+            if on_restart is not None:
+                on_restart(attempt + 1, err)
+        finally:
+            group.shutdown()
+    raise AssertionError("unreachable")

@@ -115,13 +115,13 @@ class SelfTraining:
         print(f"[self_train] iteration {i}: {name} done in {entry['seconds']:.1f}s", file=sys.stderr)
 
     def _train(self, role: str, init: str, data: list[str], out_path: str) -> dict[str, Any]:
-        from restmcts.learners import LearnerGroup
+        from restmcts.learners import train_phase
 
-        group = LearnerGroup(self.cfg, role)
-        try:
-            result = group.train(init, data, out_path)
-        finally:
-            group.shutdown()
+        def restart(attempt: int, err: Exception) -> None:
+            print(f"[self_train] {role} learner died ({type(err).__name__}); starting the phase over "
+                  f"(restart {attempt} of {self.cfg.learners.max_restarts})", file=sys.stderr)
+
+        result = train_phase(self.cfg, role, init, data, out_path, on_restart=restart)
         if result.final_loss is not None:
             metric("restmcts_learner_loss").set(result.final_loss, tags={"role": role})
         metric("restmcts_learner_samples_per_s").set(result.samples_per_s, tags={"role": role})
