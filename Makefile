@@ -9,7 +9,7 @@ export RAY_AUTH_MODE = disabled
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup demo test test-fast lint bootstrap clean setup-vllm test-vllm
+.PHONY: setup demo test test-fast lint bootstrap bench clean setup-vllm test-vllm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ bootstrap: setup
 demo: setup
 	$(BIN)/python jobs/bootstrap.py --config $(CONFIG) --out runs/bootstrap
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(OUT)
+
+# Search throughput, engine saturation and learner scaling on the embedded default (needs runs/bootstrap).
+bench: setup
+	$(BIN)/python jobs/bench.py --config $(CONFIG) --out runs/bench
 
 # The main suite, then the same engine conformance tests against a real vLLM (CPU build).
 test: setup setup-vllm
