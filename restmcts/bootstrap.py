@@ -41,7 +41,15 @@ import torch
 from restmcts.config import BootstrapConfig, Config
 from restmcts.models import build_arith_tokenizer, build_tiny_models, save
 from restmcts.prompt import PromptFormat
-from restmcts.tasks.arith import ArithTask, Problem, apply, step_labels
+from restmcts.tasks.arith import (
+    ArithTask,
+    Problem,
+    apply,
+    check_answer,
+    extract_answer,
+    states_answer,
+    step_labels,
+)
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ def mc_value_samples(policy: Any, tok: Any, fmt: PromptFormat, problems: Sequenc
                      b.max_new_tokens, _seed(b.seed, "mc-solutions"), b.gen_batch_size)
     prefixes = [(p, tuple(steps[:k])) for p, t in zip(problems, texts, strict=True)
                 for steps in [to_steps(t, fmt.delimiter)] for k in range(1, len(steps) + 1)]
-    open_ = [(p, s) for p, s in prefixes if not _is_answer(s[-1])]
+    open_ = [(p, s) for p, s in prefixes if not states_answer(s[-1])]
     open_.sort(key=lambda ps: len(ps[0].ops) - len(ps[1]))  # similar rollout lengths share a batch
     prompts = [fmt.render(p.text, s) for p, s in open_ for _ in range(b.prm_rollouts)]
     rollouts = generate(policy, tok, prompts, b.temperature, b.max_new_tokens,
@@ -270,7 +278,7 @@ def _first_error_kind(p: Problem, steps: Sequence[str]) -> str:
         return "answer" if k == len(p.ops) else "length"
     m = _STEP.match(steps[k].strip())
     if m is None:
-        return "answer" if _is_answer(steps[k]) else "format"
+        return "answer" if states_answer(steps[k]) else "format"
     value = p.start
     for sym, x in p.ops[:k]:
         value = apply(value, sym, x)
@@ -329,25 +337,14 @@ def to_steps(text: str, delimiter: str) -> list[str]:
         if not step.strip():
             continue
         steps.append(step)
-        if _is_answer(step):
+        if states_answer(step):
             break
     return steps
 
 
 def is_correct(p: Problem, steps: Sequence[str]) -> bool:
-    """The solution's final answer (its last 'The answer is N' line) equals the gold answer."""
-    for step in reversed(steps):
-        m = _ANSWER.search(step)
-        if m:
-            return int(m.group(1)) == p.answer
-    return False
-
-
-_ANSWER = re.compile(r"The answer is\s*(-?\d+)")
-
-
-def _is_answer(step: str) -> bool:
-    return _ANSWER.search(step) is not None
+    """The solution's final answer, read as the arith task reads it, equals the gold answer."""
+    return check_answer(extract_answer(steps), str(p.answer))
 
 
 # --------------------------------------------------------------------------- helpers

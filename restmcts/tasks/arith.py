@@ -153,29 +153,44 @@ class ArithTask:
     # ---- answers
 
     def is_terminal(self, step: str) -> bool:
-        return _ANSWER.search(step) is not None
+        return states_answer(step)
 
     def extract_answer(self, steps: Sequence[str]) -> str | None:
-        for step in reversed(steps):
-            m = _ANSWER.search(step)
-            if m:
-                value = _int(m.group(1))
-                return m.group(1) if value is None else str(value)
-        return None
+        return extract_answer(steps)
 
     def check(self, answer: str | None, gold: str) -> bool:
-        if answer is None:
-            return False
-        try:
-            return int(answer.strip()) == int(gold.strip())
-        except ValueError:
-            return False
+        return check_answer(answer, gold)
 
     # ---- ground truth per step
 
     def step_labels(self, question: str, steps: Sequence[str]) -> list[bool]:
         """True for each step that is right given a right prefix; once wrong, wrong after."""
         return step_labels(parse_question(question), steps)
+
+
+def states_answer(step: str) -> bool:
+    """The step says "The answer is ..." (it ends a solution)."""
+    return _ANSWER.search(step) is not None
+
+
+def extract_answer(steps: Sequence[str]) -> str | None:
+    """The number of the last "The answer is N" step, or None."""
+    for step in reversed(steps):
+        m = _ANSWER.search(step)
+        if m:
+            value = _int(m.group(1))
+            return m.group(1) if value is None else str(value)
+    return None
+
+
+def check_answer(answer: str | None, gold: str) -> bool:
+    """The extracted answer is the gold integer."""
+    if answer is None:
+        return False
+    try:
+        return int(answer.strip()) == int(gold.strip())
+    except ValueError:
+        return False
 
 
 def step_labels(problem: Problem, steps: Sequence[str]) -> list[bool]:
