@@ -42,13 +42,12 @@ def _same(rows: list, expected: list) -> bool:
         for r, e in zip(rows, expected, strict=True))
 
 
-def _alive_pid(class_name: str) -> int:
-    """The pid of a live actor of this session's Ray (read from the GCS: no dashboard needed)."""
+def _alive_pids(class_name: str) -> list[int]:
+    """Pids of the live actors of a class in this session's Ray (read from the GCS: no dashboard needed)."""
     from ray._private import state
 
-    pids = [a["Pid"] for a in state.actors().values() if a["ActorClassName"] == class_name and a["State"] == "ALIVE"]
-    assert pids, f"no live {class_name}"
-    return int(pids[0])
+    return [int(a["Pid"]) for a in state.actors().values()
+            if a["ActorClassName"] == class_name and a["State"] == "ALIVE" and a["Pid"]]
 
 
 def _pass_with_kill(cfg, questions, out: Path, victim: str | None):
@@ -67,7 +66,9 @@ def _pass_with_kill(cfg, questions, out: Path, victim: str | None):
         while victim and killed is None and runner.is_alive():
             done = [f for f in os.listdir(shards) if f.endswith(".done.json")] if shards.exists() else []
             if len(done) >= 2:
-                killed = _alive_pid(victim)
+                pids = _alive_pids(victim)
+                assert pids, f"no live {victim}"
+                killed = pids[0]
                 os.kill(killed, signal.SIGKILL)
             time.sleep(0.05)
         runner.join(timeout=300)
@@ -121,14 +122,11 @@ def test_a_killed_learner_restarts_the_phase_and_matches_an_undisturbed_one(ray_
     runner = threading.Thread(target=lambda: result.update(r=train_phase(
         cfg, "policy", init, [data], str(tmp_path / "out"), on_restart=lambda n, err: restarts.append(n))))
     runner.start()
-    from ray._private import state
-
     while runner.is_alive():  # kill the first learner as soon as it runs
-        pids = [a["Pid"] for a in state.actors().values()
-                if a["ActorClassName"] == "LearnerActor" and a["State"] == "ALIVE" and a["Pid"]]
+        pids = _alive_pids("LearnerActor")
         if pids:
             time.sleep(1.0)
-            os.kill(int(pids[0]), signal.SIGKILL)
+            os.kill(pids[0], signal.SIGKILL)
             break
         time.sleep(0.1)
     runner.join(timeout=300)
