@@ -144,14 +144,14 @@ def _search_point(cfg: Config, servers: Any, questions: list[Any], trees: int, o
     summary = run_pass(cfg, servers, questions, search, 1, out, label=f"trees {trees}")
     after = servers.stats()
     wall = max(summary.wall_seconds, 1e-9)
+    policy, prm = _delta(before["policy"], after["policy"]), _delta(before["prm"], after["prm"])
     point = SearchPoint(
         trees_in_flight=trees, workers=workers, questions=len(questions), nodes=summary.policy_calls,
         prm_calls=summary.prm_calls, tokens=summary.tokens, wall_s=round(wall, 3),
         nodes_per_s=summary.policy_calls / wall, tokens_per_s=summary.tokens / wall,
-        policy_mean_batch_rows=_delta(before["policy"], after["policy"])["mean_batch_rows"],
-        prm_mean_batch_rows=_delta(before["prm"], after["prm"])["mean_batch_rows"],
+        policy_mean_batch_rows=policy["mean_batch_rows"], prm_mean_batch_rows=prm["mean_batch_rows"],
     )
-    return point, (summary, _delta(before["policy"], after["policy"]), _delta(before["prm"], after["prm"]))
+    return point, (summary, policy, prm)
 
 
 def _delta(before: list[EngineStats], after: list[EngineStats]) -> dict[str, float]:
