@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 	# torch first, from its CPU wheel: anything else would pull the CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev,plots]"
+	$(BIN)/pip install -e ".[dev]"
 
 setup: $(BIN)/python
 

@@ -265,6 +265,39 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """jobs/evaluate.py: strategies at several budgets, self-training runs side by side, PRM quality.
+
+    The equal-budget grid runs every strategy in `strategies` at each of its budgets over the
+    held-out split: `sample_budgets` is N for sc and bon, `beam_budgets` the beam width k for tot
+    and `simulation_budgets` the simulations for mcts_star (cot has one budget, 1).
+    """
+
+    strategies: tuple[str, ...] = ("cot", "sc", "bon", "tot", "mcts_star")
+    sample_budgets: tuple[int, ...] = (2, 4, 8, 16)
+    beam_budgets: tuple[int, ...] = (1, 2, 3)
+    simulation_budgets: tuple[int, ...] = (2, 4, 8, 16)
+    # jobs/self_train.py output folders to compare (e.g. a rest_mcts run and a rest_em run).
+    self_train_runs: tuple[str, ...] = ()
+    # PRM quality (arith): both PRMs start from the policy's backbone; the MCTS*-value PRM learns
+    # from one search pass over `prm_questions` training questions, the Monte Carlo PRM from
+    # rollout labels bought with the same number of policy tokens.
+    prm_quality: bool = True
+    prm_questions: int = 128
+    prm_rollouts: int = 4  # Monte Carlo completions per prefix
+    prm_samples: int = 8  # solutions per held-out question that the PRMs are judged on
+
+    def __post_init__(self) -> None:
+        known = ("cot", "sc", "bon", "tot", "mcts_star")
+        for name in self.strategies:
+            _check(name in known, "eval.strategies", f"unknown strategy {name!r}; allowed: {', '.join(known)}")
+        for key in ("sample_budgets", "beam_budgets", "simulation_budgets"):
+            _check(all(b >= 1 for b in getattr(self, key)), f"eval.{key}", "every budget must be >= 1")
+        for key in ("prm_questions", "prm_rollouts", "prm_samples"):
+            _check(getattr(self, key) >= 1, f"eval.{key}", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class RayConfig:
     """How jobs reach Ray: an address to attach to, or a local instance on loopback."""
 
@@ -284,6 +317,7 @@ class Config:
     servers: ServersConfig = field(default_factory=ServersConfig)
     learners: LearnersConfig = field(default_factory=LearnersConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
