@@ -9,7 +9,7 @@ export RAY_AUTH_MODE = disabled
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup demo test test-fast lint bootstrap bench clean setup-vllm test-vllm
+.PHONY: setup demo test test-fast lint bootstrap bench evaluate clean setup-vllm test-vllm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,15 @@ demo: setup
 # Search throughput, engine saturation and learner scaling on the embedded default (needs runs/bootstrap).
 bench: setup
 	$(BIN)/python jobs/bench.py --config $(CONFIG) --out runs/bench
+
+# The paper's comparisons on the embedded default (needs runs/bootstrap): ReST-MCTS* and ReST-EM
+# self-training at about the same search tokens per question, then jobs/evaluate.py over both.
+EVAL    ?= runs/eval
+evaluate: setup
+	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_mcts
+	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=8
+	$(BIN)/python jobs/evaluate.py --config $(CONFIG) --out $(EVAL)/report \
+		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]"
 
 # The main suite, then the same engine conformance tests against a real vLLM (CPU build).
 test: setup setup-vllm

@@ -286,6 +286,7 @@ class EvalConfig:
     prm_questions: int = 128
     prm_rollouts: int = 4  # Monte Carlo completions per prefix
     prm_samples: int = 8  # solutions per held-out question that the PRMs are judged on
+    prm_epochs: int = 4  # epochs each of the two PRMs trains (learners.prm_lr, micro batches as configured)
 
     def __post_init__(self) -> None:
         known = ("cot", "sc", "bon", "tot", "mcts_star")
@@ -293,7 +294,7 @@ class EvalConfig:
             _check(name in known, "eval.strategies", f"unknown strategy {name!r}; allowed: {', '.join(known)}")
         for key in ("sample_budgets", "beam_budgets", "simulation_budgets"):
             _check(all(b >= 1 for b in getattr(self, key)), f"eval.{key}", "every budget must be >= 1")
-        for key in ("prm_questions", "prm_rollouts", "prm_samples"):
+        for key in ("prm_questions", "prm_rollouts", "prm_samples", "prm_epochs"):
             _check(getattr(self, key) >= 1, f"eval.{key}", "must be >= 1")
 
 

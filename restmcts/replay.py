@@ -137,13 +137,18 @@ def _discard(filesystem: Any, tmp: str) -> None:
 
 def write_text(path: str, text: str) -> None:
     """Write a small text file (JSON markers, summaries) atomically."""
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a small file (text, a plot) atomically."""
     filesystem, p = _fs(path)
     parent = p.rsplit("/", 1)[0] if "/" in p else "."
     filesystem.create_dir(parent, recursive=True)
     tmp = f"{p}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         with filesystem.open_output_stream(tmp) as f:
-            f.write(text.encode())
+            f.write(data)
         filesystem.move(tmp, p)
     except BaseException:  # a full disk or a crash: no half file under either name
         _discard(filesystem, tmp)

@@ -36,8 +36,9 @@ class Chain:
 
 
 async def sample_chain(calls: Calls, answers: Answers, cfg: SearchConfig, seed: int,
-                       temperature: float) -> Chain:
-    steps: tuple[str, ...] = ()
+                       temperature: float, prefix: tuple[str, ...] = ()) -> Chain:
+    """One chain, step by step, continuing `prefix` (its steps are part of the returned chain)."""
+    steps = prefix
     while len(steps) < cfg.max_depth:
         texts, _ = await calls.propose(steps, 1, derive_seed(seed, len(steps)), temperature)
         step = calls.clean(texts[:1])

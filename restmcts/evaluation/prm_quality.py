@@ -1,0 +1,228 @@
+"""PRM quality: values inferred by MCTS* against Math-Shepherd Monte Carlo labels, same budget.
+
+1. label    MCTS* searches `eval.prm_questions` training questions with the data-generation
+            settings; its inferred (Q, p, v) samples are one training set and the policy tokens
+            it spent are the budget. Monte Carlo labelling (restmcts.search.montecarlo) then works
+            through the same questions, in order, until it has spent at least that many tokens.
+2. train    two PRMs from the policy's backbone (a fresh value head), one per label set, with the
+            same learners, learning rate and `eval.prm_epochs`.
+3. judge    `eval.prm_samples` solutions per held-out question are sampled once; each PRM (and the
+            bootstrap PRM the loop starts from) is loaded into the live PRM server and scores every
+            prefix. Reported: per-step AUROC against the task's true step labels (arith; None for
+            tasks without them), PRM-weighted self-consistency, and best-of-N (min over prefixes).
+            The bootstrap PRM is scored first, as the servers hold it; the last PRM judged stays
+            loaded (jobs/evaluate.py shuts the servers down next).
+
+Every stage writes its output under `DIR/prm/` and a rerun reuses what is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from restmcts import replay
+from restmcts.config import Config
+from restmcts.replay import Trace, ValueRecord
+from restmcts.tasks import Question
+
+
+@dataclass(frozen=True)
+class PRMQuality:
+    name: str  # bootstrap | mcts_values | monte_carlo
+    labels: str  # where its training labels came from
+    train_questions: int
+    train_samples: int
+    label_tokens: int  # policy tokens spent making its labels (0: not measured here)
+    auroc: float | None  # per-step, against the true step labels
+    weighted_sc_accuracy: float  # votes weighted by the solution's min-prefix value
+    best_of_n_accuracy: float  # the solution with the highest min-prefix value
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    questions: int
+    solutions: int
+    steps: int  # scored prefixes with a true label
+    positive_fraction: float | None  # of those prefixes, the right ones
+    sc_accuracy: float  # plain majority vote over the same solutions
+
+
+def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question], test: list[Question],
+                    out: str) -> tuple[list[PRMQuality], HeldOut]:
+    d = f"{out}/prm"
+    mcts = _mcts_values(cfg, servers, train[: cfg.eval.prm_questions], d)
+    mc = _monte_carlo_values(cfg, servers, task, train, mcts["tokens"], d)
+    trained = {name: _train(cfg, name, f"{d}/{name}.parquet", f"{d}/{name}") for name in ("mcts_values", "monte_carlo")}
+    solutions = _heldout_solutions(cfg, servers, test, d)
+    checkpoints = {"bootstrap": cfg.model.prm, **trained}
+    sources = {"bootstrap": "the PRM the loop starts from (model.prm)",
+               "mcts_values": "values inferred from MCTS* trees", "monte_carlo": "Monte Carlo rollout labels"}
+    spent = {"mcts_values": mcts, "monte_carlo": mc}
+    labels = getattr(task, "step_labels", None)
+    rows = []
+    for name, path in checkpoints.items():
+        scores = _score_all(cfg, servers, None if name == "bootstrap" else path, solutions)
+        rows.append(PRMQuality(
+            name=name, labels=sources[name],
+            train_questions=spent.get(name, {}).get("questions", 0),
+            train_samples=len(replay.read_values(f"{d}/{name}.parquet")) if name in spent else 0,
+            label_tokens=spent.get(name, {}).get("tokens", 0),
+            auroc=_auroc(solutions, scores, labels) if labels else None,
+            weighted_sc_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test)),
+            best_of_n_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test)),
+        ))
+    step_truth = [ok for t in solutions for ok in labels(t.question, t.steps)] if labels else []
+    unweighted = [[1.0] * len(t.steps) for t in solutions]
+    held = HeldOut(len(test), len(solutions), len(step_truth),
+                   sum(step_truth) / len(step_truth) if step_truth else None,
+                   _pick_accuracy(solutions, unweighted, weighted_vote, len(test)))
+    return rows, held
+
+
+# --------------------------------------------------------------------------- label
+
+
+def _mcts_values(cfg: Config, servers: Any, questions: list[Question], d: str) -> dict[str, int]:
+    from restmcts.actors.search_pass import run_pass
+
+    done = f"{d}/mcts_values.json"
+    if not replay.exists(done):
+        search_cfg = dataclasses.replace(cfg.search, strategy="mcts_star")
+        summary = run_pass(cfg, servers, questions, search_cfg, 0, d, traces_name="mcts_traces.parquet",
+                           values_name="mcts_values.parquet", label="prm labels: MCTS*")
+        replay.write_text(done, json.dumps({"questions": summary.questions, "tokens": summary.tokens}))
+    return json.loads(replay.read_text(done))
+
+
+def _monte_carlo_values(cfg: Config, servers: Any, task: Any, questions: list[Question], budget: int,
+                        d: str, chunk: int = 16) -> dict[str, int]:
+    """Label questions in order, `chunk` at a time, until `budget` policy tokens are spent."""
+    done = f"{d}/monte_carlo.json"
+    if not replay.exists(done):
+        records: list[ValueRecord] = []
+        tokens = used = 0
+        while tokens < budget and used < len(questions):
+            batch = questions[used:used + chunk]
+            labelled = asyncio.run(_label(cfg, servers, task, batch))
+            for q, (labels, spent) in zip(batch, labelled, strict=True):
+                records += [ValueRecord(q.id, q.question, steps, v, 0, v > 0, 0) for steps, v in labels]
+                tokens += spent
+            used += len(batch)
+            print(f"[evaluate] Monte Carlo labels: {used} questions, {tokens:,} of {budget:,} tokens", flush=True)
+        replay.write_records(records, ValueRecord, f"{d}/monte_carlo.parquet")
+        replay.write_text(done, json.dumps({"questions": used, "tokens": tokens}))
+    return json.loads(replay.read_text(done))
+
+
+async def _label(cfg: Config, servers: Any, task: Any, questions: list[Question]) -> list[tuple[list, int]]:
+    from restmcts.search import Models, derive_seed
+    from restmcts.search.montecarlo import monte_carlo_labels
+
+    client = _client(cfg, servers)
+    models = Models(client.propose, client.score)
+
+    async def one(q: Question) -> tuple[list, int]:
+        labels, budget = await monte_carlo_labels(q.question, models, task, cfg.search,
+                                                  derive_seed(cfg.search.seed, "mc", q.id),
+                                                  lambda a: task.check(a, q.answer), cfg.eval.prm_rollouts)
+        return labels, budget.tokens
+
+    return list(await asyncio.gather(*(one(q) for q in questions)))
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _train(cfg: Config, name: str, data: str, path: str) -> str:
+    from restmcts.learners import train_phase
+
+    if not replay.exists(f"{path}/config.json"):
+        prm_cfg = cfg.replace(f"learners.prm_epochs={cfg.eval.prm_epochs}")
+        print(f"[evaluate] training the {name} PRM from {cfg.model.policy}", flush=True)
+        train_phase(prm_cfg, "prm", cfg.model.policy, [data], path)
+    return path
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def _heldout_solutions(cfg: Config, servers: Any, test: list[Question], d: str) -> list[Trace]:
+    from restmcts.actors.search_pass import run_pass
+
+    path = f"{d}/heldout_solutions.parquet"
+    if not replay.exists(path):
+        search_cfg = dataclasses.replace(cfg.search, strategy="sc", num_samples=cfg.eval.prm_samples)
+        run_pass(cfg, servers, test, search_cfg, 0, d, traces_name="heldout_solutions.parquet", values_name=None,
+                 label="prm held-out solutions")
+    return [t for t in replay.read_traces(path) if t.steps]
+
+
+def _score_all(cfg: Config, servers: Any, prm_path: str | None, solutions: list[Trace]) -> list[list[float]]:
+    """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s
+    weights (None: as it is)."""
+    from restmcts.models import read_weights
+
+    if prm_path is not None:
+        servers.sync_weights(prm_state=read_weights(prm_path))
+
+    async def score() -> list[list[float]]:
+        client = _client(cfg, servers)
+        return list(await asyncio.gather(*(
+            client.score(t.question, [t.steps[:k] for k in range(1, len(t.steps) + 1)]) for t in solutions)))
+
+    return asyncio.run(score())
+
+
+def _client(cfg: Config, servers: Any) -> Any:
+    from restmcts.actors.client import ModelClient
+    from restmcts.prompt import PromptFormat
+
+    tokenizer = None
+    if cfg.data.chat_template:
+        from restmcts.models import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.model.policy)
+    return ModelClient(servers.policy, servers.prm, PromptFormat.from_config(cfg.data, tokenizer), cfg.search)
+
+
+def _auroc(solutions: Sequence[Trace], scores: Sequence[Sequence[float]],
+           labels: Callable[[str, Sequence[str]], list[bool]]) -> float:
+    from restmcts.bootstrap import auroc
+
+    flat = [v for vs in scores for v in vs]
+    truth = [ok for t in solutions for ok in labels(t.question, t.steps)]
+    return auroc(flat, truth)
+
+
+Pick = Callable[[list[tuple[Trace, float]]], Trace]
+
+
+def weighted_vote(candidates: list[tuple[Trace, float]]) -> Trace:
+    """Self-consistency with each vote weighted by the solution's value (ties: the answer seen first)."""
+    weight: dict[str | None, float] = defaultdict(float)
+    for t, v in candidates:
+        weight[t.answer] += v
+    winner = max(weight, key=lambda a: weight[a])
+    return next(t for t, _ in candidates if t.answer == winner)
+
+
+def best_of_n(candidates: list[tuple[Trace, float]]) -> Trace:
+    return max(candidates, key=lambda tv: tv[1])[0]
+
+
+def _pick_accuracy(solutions: Sequence[Trace], scores: Sequence[Sequence[float]], pick: Pick,
+                   n_questions: int) -> float:
+    """Accuracy over `n_questions` held-out questions when `pick` chooses among each question's
+    solutions that state an answer (value: min over prefixes); a question with none counts wrong."""
+    by_question: dict[str, list[tuple[Trace, float]]] = defaultdict(list)
+    for t, vs in zip(solutions, scores, strict=True):
+        if t.answer is not None:
+            by_question[t.question_id].append((t, min(vs)))
+    right = sum(pick(c).correct for c in by_question.values())
+    return right / n_questions if n_questions else 0.0
