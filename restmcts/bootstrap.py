@@ -10,7 +10,8 @@ Three timed phases, all on CPU, all seeded from `cfg.bootstrap.seed`:
 2. mc_labels  Math-Shepherd-style value labels for `D_V0` (ALGORITHM.md, Self-training): for one
               sampled solution per question, every prefix `p_k` gets `prm_rollouts` completions from
               the policy, and its label is the fraction that reach the gold answer. A prefix that
-              already states an answer is labelled by checking it.
+              already states an answer is labelled by checking it (restmcts/prm_init.py, shared
+              with jobs/prepare_model.py).
 3. train_prm  the PRM (the SFT'd backbone plus a one-label head, read through a sigmoid) regresses
               those labels with MSE.
 Then `evaluate` measures what the self-training loop starts from: greedy accuracy on the test
@@ -26,9 +27,7 @@ inference servers. Text is tokenized without special tokens, exactly as
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
 import re
 import time
 from collections.abc import Sequence
@@ -38,8 +37,23 @@ from typing import Any
 
 import torch
 
-from restmcts.config import BootstrapConfig, Config
+from restmcts.config import BootstrapConfig, Config, DataConfig
 from restmcts.models import build_arith_tokenizer, build_tiny_models, save
+from restmcts.prm_init import (
+    ValueSample,
+    encode,
+    generate,
+    num_params,
+    pad_right,
+    phase_seed,
+    prm_values,
+    tail_mean,
+    timed,
+    train_prm,
+    train_steps,
+)
+from restmcts.prm_init import mc_value_samples as _mc_value_samples
+from restmcts.prm_init import to_steps as _to_steps
 from restmcts.prompt import PromptFormat
 from restmcts.tasks.arith import (
     ArithTask,
@@ -51,14 +65,7 @@ from restmcts.tasks.arith import (
     step_labels,
 )
 
-
-@dataclass(frozen=True)
-class ValueSample:
-    """One Monte Carlo label: the value of partial solution `steps` for `question`."""
-
-    question: str
-    steps: tuple[str, ...]
-    value: float  # fraction of rollouts from this prefix that reach the gold answer, in [0, 1]
+_ARITH = ArithTask(DataConfig())  # answer rules only (is_terminal, extract_answer, check)
 
 
 @dataclass
@@ -110,19 +117,19 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
                              params={"policy": num_params(policy), "prm": num_params(prm)})
     start = time.perf_counter()
 
-    with _timed(report, "sft"):
+    with timed(report.timings_s, "sft", "bootstrap"):
         losses = train_policy(policy, encode_sft(tok, fmt, sft_problems), b, tok.pad_token_id)
-        report.sft_examples, report.sft_final_loss = len(sft_problems), _tail_mean(losses)
-    with _timed(report, "mc_labels"):
+        report.sft_examples, report.sft_final_loss = len(sft_problems), tail_mean(losses)
+    with timed(report.timings_s, "mc_labels", "bootstrap"):
         samples = mc_value_samples(policy, tok, fmt, mc_problems, b)
         report.prm_questions, report.prm_samples = len(mc_problems), len(samples)
         report.prm_mean_label = sum(s.value for s in samples) / max(1, len(samples))
-    with _timed(report, "train_prm"):
+    with timed(report.timings_s, "train_prm", "bootstrap"):
         prm.model.load_state_dict(policy.model.state_dict())
-        report.prm_final_loss = _tail_mean(train_prm(prm, tok, fmt, samples, b))
-    with _timed(report, "evaluate"):
+        report.prm_final_loss = tail_mean(train_prm(prm, tok, fmt, samples, b))
+    with timed(report.timings_s, "evaluate", "bootstrap"):
         evaluate(report, policy, prm, tok, fmt, task.problems("test"), cfg)
-    with _timed(report, "save"):
+    with timed(report.timings_s, "save", "bootstrap"):
         save(policy, tok, out / "policy")
         save(prm, tok, out / "prm")
     report.timings_s["total"] = round(time.perf_counter() - start, 2)
@@ -150,8 +157,8 @@ def encode_sft(tok: Any, fmt: PromptFormat, problems: Sequence[Problem]) -> list
     """(token ids of prompt + solution + EOS, number of prompt tokens) for each problem."""
     rows = []
     for p in problems:
-        prompt = _ids(tok, fmt.prompt(p.text))
-        solution = _ids(tok, fmt.solution(p.solution())) + [tok.eos_token_id]
+        prompt = encode(tok, fmt.prompt(p.text))
+        solution = encode(tok, fmt.solution(p.solution())) + [tok.eos_token_id]
         rows.append((prompt + solution, len(prompt)))
     return rows
 
@@ -160,13 +167,13 @@ def train_policy(policy: Any, rows: Sequence[tuple[list[int], int]], b: Bootstra
                  pad_id: int) -> list[float]:
     """SFT with the loss on solution tokens only; returns the loss of every step."""
     def loss_fn(batch: Sequence[tuple[list[int], int]]) -> torch.Tensor:
-        ids, mask = _pad_right([r[0] for r in batch], pad_id)
+        ids, mask = pad_right([r[0] for r in batch], pad_id)
         labels = ids.masked_fill(mask == 0, -100)
         for i, (_, n_prompt) in enumerate(batch):
             labels[i, :n_prompt] = -100
         return policy(input_ids=ids, attention_mask=mask, labels=labels).loss
 
-    return _train(policy, rows, loss_fn, b.sft_steps, b.sft_batch_size, b.sft_lr, _seed(b.seed, "sft"))
+    return train_steps(policy, rows, loss_fn, b.sft_steps, b.sft_batch_size, b.sft_lr, phase_seed(b.seed, "sft"))
 
 
 # --------------------------------------------------------------------------- PRM
@@ -175,44 +182,7 @@ def train_policy(policy: Any, rows: Sequence[tuple[list[int], int]], b: Bootstra
 def mc_value_samples(policy: Any, tok: Any, fmt: PromptFormat, problems: Sequence[Problem],
                      b: BootstrapConfig) -> list[ValueSample]:
     """Math-Shepherd labels: each prefix of one sampled solution per problem, valued by rollouts."""
-    texts = generate(policy, tok, [fmt.prompt(p.text) for p in problems], b.temperature,
-                     b.max_new_tokens, _seed(b.seed, "mc-solutions"), b.gen_batch_size)
-    prefixes = [(p, tuple(steps[:k])) for p, t in zip(problems, texts, strict=True)
-                for steps in [to_steps(t, fmt.delimiter)] for k in range(1, len(steps) + 1)]
-    open_ = [(p, s) for p, s in prefixes if not states_answer(s[-1])]
-    open_.sort(key=lambda ps: len(ps[0].ops) - len(ps[1]))  # similar rollout lengths share a batch
-    prompts = [fmt.render(p.text, s) for p, s in open_ for _ in range(b.prm_rollouts)]
-    rollouts = generate(policy, tok, prompts, b.temperature, b.max_new_tokens,
-                        _seed(b.seed, "mc-rollouts"), b.gen_batch_size)
-    wins: dict[tuple[str, tuple[str, ...]], float] = {}
-    for i, (p, s) in enumerate(open_):
-        done = rollouts[i * b.prm_rollouts:(i + 1) * b.prm_rollouts]
-        wins[(p.text, s)] = sum(is_correct(p, list(s) + to_steps(c, fmt.delimiter)) for c in done) / len(done)
-    return [ValueSample(p.text, s, wins.get((p.text, s), float(is_correct(p, s)))) for p, s in prefixes]
-
-
-def train_prm(prm: Any, tok: Any, fmt: PromptFormat, samples: Sequence[ValueSample],
-              b: BootstrapConfig) -> list[float]:
-    """MSE between sigmoid(PRM logit) at the prefix's last token and the sample's value."""
-    rows = [(_ids(tok, fmt.render(s.question, s.steps)), s.value) for s in samples]
-
-    def loss_fn(batch: Sequence[tuple[list[int], float]]) -> torch.Tensor:
-        ids, mask = _pad_right([r[0] for r in batch], tok.pad_token_id)
-        values = torch.sigmoid(prm(input_ids=ids, attention_mask=mask).logits[:, 0])
-        return torch.nn.functional.mse_loss(values, torch.tensor([r[1] for r in batch]))
-
-    return _train(prm, rows, loss_fn, b.prm_steps, b.prm_batch_size, b.prm_lr, _seed(b.seed, "prm"))
-
-
-@torch.no_grad()
-def prm_values(prm: Any, tok: Any, texts: Sequence[str], batch_size: int) -> list[float]:
-    """sigmoid(PRM logit) for each rendered (question, prefix) text."""
-    prm.eval()
-    values: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        ids, mask = _pad_right([_ids(tok, t) for t in texts[start:start + batch_size]], tok.pad_token_id)
-        values += torch.sigmoid(prm(input_ids=ids, attention_mask=mask).logits[:, 0]).tolist()
-    return values
+    return _mc_value_samples(policy, tok, fmt, [(p.text, str(p.answer)) for p in problems], _ARITH, b)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -233,7 +203,7 @@ def evaluate(report: BootstrapReport, policy: Any, prm: Any, tok: Any, fmt: Prom
     report.greedy_errors = error_kinds([(p, s) for p, s, r in zip(problems, greedy, right, strict=True) if not r])
 
     texts = generate(policy, tok, [q for q in prompts for _ in range(k)], b.temperature, b.max_new_tokens,
-                     _seed(b.seed, "eval"), b.gen_batch_size)
+                     phase_seed(b.seed, "eval"), b.gen_batch_size)
     samples = [to_steps(t, fmt.delimiter) for t in texts]
     owners = [p for p in problems for _ in range(k)]
     sample_right = [is_correct(p, s) for p, s in zip(owners, samples, strict=True)]
@@ -309,37 +279,9 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 # --------------------------------------------------------------------------- generation
 
 
-@torch.no_grad()
-def generate(model: Any, tok: Any, prompts: Sequence[str], temperature: float, max_new_tokens: int,
-             seed: int, batch_size: int) -> list[str]:
-    """One completion per prompt (greedy when temperature is 0), decoded without special tokens.
-
-    Batches are left-padded; batch `i` samples under torch seed `seed + i`, so the output
-    depends only on the prompts, the seed and the batch size."""
-    model.eval()
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} \
-        if temperature > 0 else {"do_sample": False}
-    texts: list[str] = []
-    for i, start in enumerate(range(0, len(prompts), batch_size)):
-        enc = tok(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
-                  padding_side="left", add_special_tokens=False)
-        torch.manual_seed(seed + i)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id, **sampling)
-        texts += tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    return texts
-
-
 def to_steps(text: str, delimiter: str) -> list[str]:
     """Generated text as steps, cut after the first step that states an answer."""
-    steps = []
-    for step in text.split(delimiter):
-        if not step.strip():
-            continue
-        steps.append(step)
-        if states_answer(step):
-            break
-    return steps
+    return _to_steps(text, delimiter, states_answer)
 
 
 def is_correct(p: Problem, steps: Sequence[str]) -> bool:
@@ -350,76 +292,5 @@ def is_correct(p: Problem, steps: Sequence[str]) -> bool:
 # --------------------------------------------------------------------------- helpers
 
 
-def _train(model: Any, rows: Sequence[Any], loss_fn: Any, steps: int, batch_size: int, lr: float,
-           seed: int) -> list[float]:
-    """AdamW with linear warmup and cosine decay to 10%; batches walk seeded epoch permutations."""
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, _cosine(s, steps)))
-    gen = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    losses = []
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order += torch.randperm(len(rows), generator=gen).tolist()
-        batch, order = [rows[i] for i in order[:batch_size]], order[batch_size:]
-        loss = loss_fn(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
-
-
-def _cosine(step: int, total: int) -> float:
-    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
-
-
-def _pad_right(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(s)] = 1
-    return ids, mask
-
-
-def _ids(tok: Any, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False)["input_ids"]
-
-
-def _seed(seed: int, phase: str) -> int:
-    """A stable per-phase seed derived from the run seed."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{phase}".encode()).digest()[:4], "little")
-
-
-def num_params(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def _mean(xs: Sequence[float | bool]) -> float:
     return round(sum(xs) / len(xs), 4) if xs else 0.0
-
-
-def _tail_mean(losses: Sequence[float], n: int = 20) -> float:
-    tail = losses[-n:]
-    return round(sum(tail) / len(tail), 5) if tail else 0.0
-
-
-class _timed:
-    """Adds the block's wall time to `report.timings_s[name]` and prints a progress line."""
-
-    def __init__(self, report: BootstrapReport, name: str):
-        self.report, self.name = report, name
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.report.timings_s[self.name] = round(time.perf_counter() - self.start, 2)
-        print(f"[bootstrap] {self.name}: {self.report.timings_s[self.name]:.1f}s", flush=True)

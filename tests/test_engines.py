@@ -130,8 +130,8 @@ def _greedy(prompt: str, max_tokens: int = 24, stop: str = UNREACHABLE) -> Gener
     return GenerateRequest(prompt, n=1, seed=0, temperature=0.0, max_tokens=max_tokens, stop=stop)
 
 
-def _reference_greedy(ref: dict[str, Any], prompt: str, max_tokens: int, stop: str) -> tuple[str, bool]:
-    """Greedy text and finished flag from transformers' own generate, cut at the stop string."""
+def _reference_greedy(ref: dict[str, Any], prompt: str, max_tokens: int, stop: str) -> tuple[str, bool, bool]:
+    """Greedy (text, finished, eos) from transformers' own generate, cut at the stop string."""
     import torch
 
     tok, model = ref["tok"], ref["policy"]
@@ -141,9 +141,10 @@ def _reference_greedy(ref: dict[str, Any], prompt: str, max_tokens: int, stop: s
                              eos_token_id=tok.eos_token_id)
     new = out[0, ids.shape[1]:].tolist()
     if tok.eos_token_id in new:
-        return tok.decode(new[:new.index(tok.eos_token_id)], skip_special_tokens=True).split(stop, 1)[0], True
+        text = tok.decode(new[:new.index(tok.eos_token_id)], skip_special_tokens=True)
+        return text.split(stop, 1)[0], True, stop not in text
     text = tok.decode(new, skip_special_tokens=True)
-    return text.split(stop, 1)[0], stop in text
+    return text.split(stop, 1)[0], stop in text, False
 
 
 def _reference_scores(ref: dict[str, Any], texts: list[str]) -> list[float]:
@@ -175,7 +176,7 @@ def test_greedy_is_deterministic_and_matches_transformers(backend: dict[str, Any
     again = _generate(backend, *(_greedy(p) for p in reversed(PROMPTS)))
     assert first == list(reversed(again))
     for prompt, [c] in zip(PROMPTS, first, strict=True):
-        assert (c.text, c.finished) == _reference_greedy(reference, prompt, 24, UNREACHABLE)
+        assert (c.text, c.finished, c.eos) == _reference_greedy(reference, prompt, 24, UNREACHABLE)
     [copies] = _generate(backend, GenerateRequest(PROMPTS[1], n=3, seed=5, temperature=0.0, max_tokens=24,
                                                   stop=UNREACHABLE))
     assert copies == first[1] * 3
@@ -186,7 +187,7 @@ def test_stops_at_the_stop_string(backend: dict[str, Any], reference: dict[str, 
     assert len(full.text) > 4, "the greedy text should be long enough to pick a stop string from it"
     stop = full.text[len(full.text) // 2]
     [[cut]] = _generate(backend, _greedy(PROMPTS[1], max_tokens=24, stop=stop))
-    assert cut.finished and stop not in cut.text
+    assert cut.finished and not cut.eos and stop not in cut.text
     assert cut.text == full.text.split(stop, 1)[0]
     assert cut.tokens < full.tokens
     # Sampled rows stop at the delimiter too: none contains it, and some stop before max_tokens.
@@ -198,7 +199,7 @@ def test_stops_at_the_stop_string(backend: dict[str, Any], reference: dict[str, 
 def test_max_tokens_is_respected_and_not_finished(backend: dict[str, Any]) -> None:
     [[c]] = _generate(backend, _greedy(PROMPTS[0], max_tokens=3))
     [[longer]] = _generate(backend, _greedy(PROMPTS[0], max_tokens=24))
-    assert c.tokens == 3 and not c.finished
+    assert c.tokens == 3 and not c.finished and not c.eos
     assert longer.text.startswith(c.text)
     [outs] = _generate(backend, GenerateRequest(PROMPTS[2], n=12, seed=4, temperature=1.0, max_tokens=5,
                                                 stop=UNREACHABLE))
@@ -307,7 +308,7 @@ def test_load_weights_swaps_the_live_model(backend: dict[str, Any], reference: d
         new_out = _generate(backend, *(_greedy(p) for p in (*PROMPTS, LONG_PROMPT)))
         assert new_out != old_out
         for prompt, [c] in zip((*PROMPTS, LONG_PROMPT), new_out, strict=True):
-            assert (c.text, c.finished) == _reference_greedy(reference, prompt, 24, UNREACHABLE)
+            assert (c.text, c.finished, c.eos) == _reference_greedy(reference, prompt, 24, UNREACHABLE)
         new_scores = run(prm.score(texts))
         assert new_scores != pytest.approx(old_scores, abs=1e-3)
         assert new_scores == pytest.approx(_reference_scores(reference, texts), abs=1e-4)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from restmcts.loop.heldout import arith_gold, final_number, independent_accuracy
+from restmcts.loop.heldout import independent_accuracy
 from restmcts.loop.state import RunState
 from restmcts.replay import Trace
 
@@ -28,17 +28,24 @@ def test_torn_last_line_reruns_that_phase(tmp_path):
 
 def test_arith_gold_is_independent_of_the_task():
     from restmcts.config import DataConfig
-    from restmcts.tasks.arith import ArithTask
+    from restmcts.tasks.arith import ArithTask, independent_gold
 
     task = ArithTask(DataConfig())
     for q in task.questions("test", 50):
-        assert arith_gold(q.question) == int(q.answer)
-    assert arith_gold("What is 2 + 2?") is None
+        assert independent_gold(q.question) == int(q.answer)
+    assert independent_gold("What is 2 + 2?") is None
 
 
 def test_independent_accuracy_counts_missing_as_wrong():
     q = "Start with 3. Multiply by 4. What is the result?"
     right = Trace("a", q, ("3 * 4 = 12", "The answer is 12"), "12", True, 5, "cot", 0, chosen=True)
     wrong = Trace("b", q, ("3 * 4 = 13", "The answer is 13"), "13", False, 5, "cot", 0, chosen=True)
-    assert final_number(("The answer is 7",)) == 7 and final_number(("7",)) is None
-    assert independent_accuracy([right, wrong], ["a", "b", "c"]) == 1 / 3
+    from restmcts.config import DataConfig
+    from restmcts.tasks.arith import ArithTask, independent_final_number
+
+    assert independent_final_number(("The answer is 7",)) == 7 and independent_final_number(("7",)) is None
+    oracle = ArithTask(DataConfig()).independent_check
+    assert independent_accuracy([right, wrong], ["a", "b", "c"], oracle) == 1 / 3
+    assert independent_accuracy([right, wrong], ["a", "b", "c"], None) is None
+    gsm = Trace("a", "Tom has 3 apples. How many?", ("The answer is 3",), "3", True, 5, "cot", 0, chosen=True)
+    assert independent_accuracy([gsm], ["a"], oracle) is None

@@ -3,7 +3,9 @@
 `ModelClient` renders (question, steps) into model text with the run's PromptFormat, sends each
 call to the replica with the fewest calls in flight, and retries on another replica when one
 dies (Ray restarts it). Its two methods have exactly the search core's ProposeFn / ScoreFn
-signatures, so `Models(client.propose, client.score)` plugs into any strategy.
+signatures, so `Models(client.propose, client.score)` plugs into any strategy. `propose` can also
+note which steps ended at EOS (`ended`): a real chat model ends its message where its solution
+ends, whether or not its last step states the answer in a form the task recognises.
 """
 
 from __future__ import annotations
@@ -54,11 +56,12 @@ class ModelClient:
         self.stats = ClientStats()
 
     async def propose(self, question: str, steps: Sequence[str], n: int, seed: int,
-                      temperature: float | None = None) -> list[tuple[str, int]]:
+                      temperature: float | None = None, ended: set[str] | None = None) -> list[tuple[str, int]]:
+        """ProposeFn over the servers; the text of every sample that ended at EOS goes into `ended`."""
         if self.cfg.sequential_calls and n > 1:  # the reference schedule: one call per candidate
             out = []
             for i in range(n):
-                out += await self.propose(question, steps, 1, sample_seed(seed, i), temperature)
+                out += await self.propose(question, steps, 1, sample_seed(seed, i), temperature, ended)
             return out
         request = GenerateRequest(
             prompt=self.fmt.render(question, steps),
@@ -70,6 +73,8 @@ class ModelClient:
         )
         self.stats.policy_calls += 1
         completions = await self._call(self.policy, lambda h: h.generate.remote(request), "policy")
+        if ended is not None:
+            ended.update(c.text.strip() for c in completions if c.eos and c.text.strip())
         return [(c.text.strip(), c.tokens) for c in completions]
 
     async def score(self, question: str, steps_list: Sequence[Sequence[str]]) -> list[float]:

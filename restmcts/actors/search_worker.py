@@ -4,11 +4,15 @@
 `search_cfg.trees_per_worker` trees in flight, each awaiting the servers through a ModelClient.
 A finished tree is judged and reduced to replay records at once, so a worker holds records,
 never trees, for the questions it has finished.
+
+A step after which the policy ended its message (EOS) ends the solution (restmcts.tasks.MessageEnds):
+real chat models stop where they are done, and their last step need not say "The answer is".
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +24,7 @@ from restmcts.config import Config, SearchConfig
 from restmcts.extract import QuestionOutcome, judge, to_records
 from restmcts.prompt import PromptFormat
 from restmcts.search import Models, derive_seed, run_strategy
-from restmcts.tasks import Question, make_task
+from restmcts.tasks import MessageEnds, Question, make_task
 
 
 @dataclass
@@ -46,7 +50,6 @@ class SearchWorker:
             tokenizer = load_tokenizer(cfg.model.policy)
         self.fmt = PromptFormat.from_config(cfg.data, tokenizer)
         self.client = ModelClient(policy, prm, self.fmt, cfg.search)
-        self.models = Models(self.client.propose, self.client.score)
         self.in_flight = 0
         self.done = 0
         self.search_seconds = 0.0
@@ -68,8 +71,10 @@ class SearchWorker:
             start = loop.time()
             try:
                 seed = derive_seed(search_cfg.seed, iteration, q.id)
-                result = await run_strategy(search_cfg.strategy, q.question, self.models, self.task,
-                                            search_cfg, seed)
+                ended: set[str] = set()
+                models = Models(functools.partial(self.client.propose, ended=ended), self.client.score)
+                result = await run_strategy(search_cfg.strategy, q.question, models,
+                                            MessageEnds(self.task, ended), search_cfg, seed)
             finally:
                 self.search_seconds += loop.time() - start
                 self._track(-1)

@@ -7,7 +7,8 @@ tasks); the engine, not the caller, decides how requests are batched.
 
 Contract shared by every backend:
 - `generate(req)` returns `req.n` completions. A completion's text excludes the stop string;
-  `finished` is True when it ended at the stop string or at EOS, False when it hit `max_tokens`.
+  `finished` is True when it ended at the stop string or at EOS, False when it hit `max_tokens`;
+  `eos` is True when it ended at EOS (the model ended its message: the solution is over).
   `tokens` counts the generated tokens, including the one that completed the stop string or EOS.
 - `temperature == 0` is greedy decoding. With `temperature > 0`, sample `i` of a request is drawn
   from a random stream seeded by `(req.seed, i)`: the same request gives the same texts again.
@@ -52,6 +53,7 @@ class Completion:
     text: str  # generated text, stop string and EOS excluded
     tokens: int  # tokens generated, including the stop/EOS token
     finished: bool  # True: ended at the stop string or EOS; False: cut at max_tokens
+    eos: bool = False  # ended at EOS, not at the stop string: the model ended its message here
 
 
 @dataclass(frozen=True)

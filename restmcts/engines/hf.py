@@ -171,7 +171,7 @@ class HFPolicyEngine:
         last = ids[-1]
         if last in self._eos_ids:
             text = self.tokenizer.decode(ids[:-1], skip_special_tokens=True)
-            return Completion(text.split(row.stop, 1)[0], len(ids), True)
+            return Completion(text.split(row.stop, 1)[0], len(ids), True, eos=row.stop not in text)
         triggers = self._triggers(row.stop)
         if triggers is None or last in triggers:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -8,6 +8,7 @@ is in flight. The choices that keep it equal to the hf backend's contract:
   `n` seeds its samples with `seed + i`, which would make neighbouring seeds share samples, and it
   rejects `n > 1` for greedy decoding.) Greedy requests decode once and repeat the result n times.
 - `finished` is vLLM's `finish_reason == "stop"` (stop string or EOS); "length" is not finished.
+  `eos` is a stop with no `stop_reason` (vLLM names the stop string it stopped at, None for EOS).
 - The PRM runs as a pooling model (`runner="pooling"`, `convert="classify"`, last-token pooling).
   vLLM's activation for a one-label classifier depends on the checkpoint (sigmoid, or none when
   transformers saved `problem_type="regression"` after a regression loss), so we ask for the raw
@@ -162,7 +163,8 @@ class VLLMPolicyEngine(_VLLMEngine):
         sample = final.outputs[0]
         self._tally.prompt_tokens += len(final.prompt_token_ids or ())
         self._tally.generated_tokens += len(sample.token_ids)
-        return Completion(sample.text, len(sample.token_ids), sample.finish_reason == "stop")
+        stopped = sample.finish_reason == "stop"
+        return Completion(sample.text, len(sample.token_ids), stopped, eos=stopped and sample.stop_reason is None)
 
 
 class VLLMScoreEngine(_VLLMEngine):

@@ -38,9 +38,9 @@ class SelfTraining:
         self.cfg = cfg
         self.out = out
         self.state = RunState.open(out)
-        task = make_task(cfg.data, seed=cfg.loop.seed)
-        self.train_questions = task.questions("train")
-        self.test_questions = task.questions("test", cfg.data.num_test)
+        self.task = make_task(cfg.data, seed=cfg.loop.seed)
+        self.train_questions = self.task.questions("train")
+        self.test_questions = self.task.questions("test", cfg.data.num_test)
         self.servers: Servers | None = None
 
     # ------------------------------------------------------------------ Algorithm 1
@@ -99,7 +99,8 @@ class SelfTraining:
         summary = run_pass(self.cfg, self._servers(), self.test_questions, search_cfg, i, self._dir(i),
                            traces_name="eval_traces.parquet", values_name=None, label=f"evaluate {i}")
         traces = replay.read_traces(f"{self._dir(i)}/eval_traces.parquet")
-        heldout = independent_accuracy(traces, [q.id for q in self.test_questions])
+        heldout = independent_accuracy(traces, [q.id for q in self.test_questions],
+                                       getattr(self.task, "independent_check", None))
         print(f"[self_train] iteration {i}: held-out accuracy {summary.accuracy:.3f}", file=sys.stderr)
         return {**_pass_metrics(summary), "heldout_accuracy": heldout}
 

@@ -9,9 +9,9 @@ paths (or hub names on a cluster) and check answers with math-verify.
 from __future__ import annotations
 
 from restmcts.config import DataConfig
-from restmcts.tasks.base import DataError, LoadReport, Question, Task
+from restmcts.tasks.base import DataError, LoadReport, MessageEnds, Question, Task
 
-__all__ = ["DataError", "LoadReport", "Question", "Task", "make_task", "TASKS"]
+__all__ = ["DataError", "LoadReport", "MessageEnds", "Question", "Task", "make_task", "TASKS"]
 
 TASKS = ("arith", "gsm8k", "math")
 

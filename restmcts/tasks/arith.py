@@ -158,6 +158,9 @@ class ArithTask:
     def extract_answer(self, steps: Sequence[str]) -> str | None:
         return extract_answer(steps)
 
+    def unmarked_answer(self, step: str) -> str | None:
+        return None  # the grammar always ends with "The answer is N"
+
     def check(self, answer: str | None, gold: str) -> bool:
         return check_answer(answer, gold)
 
@@ -166,6 +169,11 @@ class ArithTask:
     def step_labels(self, question: str, steps: Sequence[str]) -> list[bool]:
         """True for each step that is right given a right prefix; once wrong, wrong after."""
         return step_labels(parse_question(question), steps)
+
+    def independent_check(self, question: str, steps: Sequence[str]) -> bool | None:
+        """The held-out oracle (restmcts/loop/heldout.py): shares no code with `check`."""
+        gold = independent_gold(question)
+        return None if gold is None else independent_final_number(steps) == gold
 
 
 def states_answer(step: str) -> bool:
@@ -217,3 +225,27 @@ def _step_ok(problem: Problem, k: int, value: int, step: str) -> bool:
     a, sym, x, result = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
     want_sym, want_x = problem.ops[k]
     return a == value and sym == want_sym and x == want_x and result == apply(value, sym, x)
+
+
+# ---- an independent oracle: recomputes answers from the words, sharing no code with the above
+
+_WORD_OPS = {"Add": lambda a, b: a + b, "Subtract": lambda a, b: a - b, "Multiply": lambda a, b: a * b}
+
+
+def independent_gold(question: str) -> int | None:
+    sentences = [s.strip() for s in question.split(".") if s.strip()]
+    if not sentences or not sentences[0].startswith("Start with "):
+        return None
+    value = int(sentences[0].split()[-1])
+    for sentence in sentences[1:]:
+        words = sentence.split()
+        if words[0] in _WORD_OPS and words[-1].isdigit():
+            value = _WORD_OPS[words[0]](value, int(words[-1]))
+    return value
+
+
+def independent_final_number(steps: Sequence[str]) -> int | None:
+    if not steps or not steps[-1].startswith("The answer is"):
+        return None
+    numbers = re.findall(r"-?\d+", steps[-1])
+    return int(numbers[-1]) if numbers else None

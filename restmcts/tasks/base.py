@@ -1,7 +1,8 @@
 """What a task is: a question source, answer extraction and answer checking.
 
 The search core only needs `is_terminal` and `extract_answer` (pure string functions); the
-worker calls `check` on finished solutions. A task never touches models.
+worker calls `check` on finished solutions, and `unmarked_answer` for a solution whose last step
+ended the policy's message without stating an answer. A task never touches models.
 """
 
 from __future__ import annotations
@@ -51,5 +52,29 @@ class Task(Protocol):
     def extract_answer(self, steps: Sequence[str]) -> str | None:
         """The final answer stated by a solution, or None when it states none."""
 
+    def unmarked_answer(self, step: str) -> str | None:
+        """The answer a last step gives without stating it in the task's form (a chat model ended
+        its message after "So she makes 18 dollars."), or None where the task reads none."""
+
     def check(self, answer: str | None, gold: str) -> bool:
         """True when `answer` matches the gold answer. Never raises; never hangs."""
+
+
+class MessageEnds:
+    """A task's answer rules, plus: every step in `ended` (the policy ended its message after it)
+    is terminal, and a solution whose last step is such a step and states no answer in the task's
+    form answers what `task.unmarked_answer` reads from it. Used by the search workers (steps
+    collected by `ModelClient.propose(..., ended=...)`) and by Monte Carlo labelling."""
+
+    def __init__(self, task: Task, ended: set[str]) -> None:
+        self.task = task
+        self.ended = ended
+
+    def is_terminal(self, step: str) -> bool:
+        return step in self.ended or self.task.is_terminal(step)
+
+    def extract_answer(self, steps: Sequence[str]) -> str | None:
+        answer = self.task.extract_answer(steps)
+        if answer is None and steps and steps[-1] in self.ended:
+            answer = self.task.unmarked_answer(steps[-1])
+        return answer

@@ -81,6 +81,12 @@ def stated_answer(step: str) -> str | None:
     return None
 
 
+def last_number(text: str) -> str | None:
+    """The last number in `text` with thousands commas removed ("16 - 3 = 13 eggs." -> "13")."""
+    matches = _NUMBER_IN_TEXT.findall(text)
+    return matches[-1].replace(",", "") if matches else None
+
+
 def first_number(text: str) -> str | None:
     """The first number in `text` with thousands commas removed ("$1,200." -> "1200")."""
     m = _NUMBER_IN_TEXT.search(text)

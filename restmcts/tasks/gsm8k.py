@@ -8,13 +8,16 @@ answer is just a number is accepted too. Question ids are `gsm8k-{split}-{index}
 Model solutions end with a step that states the answer (`The answer is 18`, `\\boxed{18}` or
 `#### 18`). The predicted answer is the boxed content, else the first number after the
 marker; math-verify decides whether it equals the gold one (restmcts/tasks/checking.py).
+A chat model may instead just end its message after a step like "So she makes 18 dollars.":
+`unmarked_answer` reads such a final step as its last number, as GSM8K evaluation harnesses do
+(the search asks for it only when the policy ended its message there).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from restmcts.tasks.checking import first_number, last_boxed, stated_answer, states_answer
+from restmcts.tasks.checking import first_number, last_boxed, last_number, stated_answer, states_answer
 from restmcts.tasks.files import BadRow, FileTask, Record, text_field
 
 QUESTION_FIELDS = ("question", "problem")
@@ -55,3 +58,6 @@ class GSM8KTask(FileTask):
                 stated = stated_answer(step)
                 return first_number(stated) if stated else None
         return None
+
+    def unmarked_answer(self, step: str) -> str | None:
+        return last_number(step)

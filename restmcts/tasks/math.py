@@ -7,17 +7,21 @@ balanced, so `\\boxed{\\frac{1}{2}}` gives `\\frac{1}{2}`). Question ids are
 
 Model solutions end with a step that states the answer: its last `\\boxed{...}`, else the
 rest of the line after `The answer is` or `####`. math-verify decides equivalence, so
-`\\frac{1}{2}` matches `0.5` (restmcts/tasks/checking.py).
+`\\frac{1}{2}` matches `0.5` (restmcts/tasks/checking.py). A final step after which a chat model
+ended its message without such a marker is read by its last `$...$` expression, else its last
+number (`unmarked_answer`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
-from restmcts.tasks.checking import last_boxed, stated_answer, states_answer
+from restmcts.tasks.checking import last_boxed, last_number, stated_answer, states_answer
 from restmcts.tasks.files import BadRow, FileTask, Record, optional_text_field, text_field
 
 QUESTION_FIELDS = ("problem", "question")
+_INLINE_MATH = re.compile(r"\$([^$]+)\$")
 
 
 def _convert(record: Record) -> tuple[str, str]:
@@ -43,3 +47,10 @@ class MathTask(FileTask):
             if states_answer(step):
                 return stated_answer(step)
         return None
+
+    def unmarked_answer(self, step: str) -> str | None:
+        inline = _INLINE_MATH.findall(step)
+        if inline:
+            last = inline[-1].strip()
+            return last.rsplit("=", 1)[-1].strip() or None
+        return last_number(step)
