@@ -185,11 +185,13 @@ def test_evaluate_job_on_arith_writes_the_report(ray_local, trained_ckpt, tmp_pa
 
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["strategy", "budget", "accuracy", "avg_tokens", "prm_calls", "n_questions"]
+    assert list(rows[0]) == ["strategy", "budget", "accuracy", "avg_tokens", "prm_calls", "n_questions",
+                             "seconds_per_question"]
     assert [(r["strategy"], int(r["budget"])) for r in rows] == [
         ("cot", 1), ("sc", 1), ("sc", 2), ("bon", 1), ("bon", 2), ("tot", 1), ("mcts_star", 2), ("mcts_star", 4)]
     for r in rows:
         assert 0.0 <= float(r["accuracy"]) <= 1.0 and float(r["avg_tokens"]) > 0 and int(r["n_questions"]) == 8
+        assert float(r["seconds_per_question"]) > 0
     by = {(r["strategy"], r["budget"]): r for r in rows}
     assert float(by[("cot", "1")]["prm_calls"]) == 0 and float(by[("bon", "2")]["prm_calls"]) > 0
     assert float(by[("sc", "2")]["avg_tokens"]) > float(by[("sc", "1")]["avg_tokens"])
@@ -201,6 +203,8 @@ def test_evaluate_job_on_arith_writes_the_report(ray_local, trained_ckpt, tmp_pa
     assert set(prms) == {"bootstrap", "mcts_values", "monte_carlo"}
     for r in prms.values():
         assert 0.0 <= float(r["auroc"]) <= 1.0
+        assert r["depth_auroc"] == "" or 0.0 <= float(r["depth_auroc"]) <= 1.0  # "": no depth has both kinds
+        assert 0.0 <= float(r["best_of_n_last_accuracy"]) <= 1.0
     mc_tokens, mcts_tokens = int(prms["monte_carlo"]["label_tokens"]), int(prms["mcts_values"]["label_tokens"])
     assert mc_tokens >= mcts_tokens > 0, "Monte Carlo labelling runs until it has spent the MCTS* budget"
     for name in ("mcts_values", "monte_carlo"):
