@@ -227,6 +227,10 @@ class LearnersConfig:
     prm_lr: float = 3e-4
     prm_epochs: int = 2
     weight_decay: float = 0.0
+    # Learning rate over a train phase: "constant", or "warmup_linear" (linear warmup over
+    # `warmup_ratio` of the phase's optimizer steps from a fresh optimizer, then linear decay to 0).
+    lr_schedule: Literal["constant", "warmup_linear"] = "constant"
+    warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0  # gradient clipping (0 = off)
     max_restarts: int = 2  # a train phase starts over this many times when a learner dies
     max_seq_len: int = 256
@@ -241,6 +245,7 @@ class LearnersConfig:
         _check(self.policy_lr > 0 and self.prm_lr > 0, "learners.policy_lr", "learning rates must be > 0")
         _check(self.policy_epochs >= 0 and self.prm_epochs >= 0, "learners.policy_epochs", "must be >= 0")
         _check(self.max_grad_norm >= 0, "learners.max_grad_norm", "must be >= 0 (0 = no clipping)")
+        _check(0.0 <= self.warmup_ratio < 1.0, "learners.warmup_ratio", "must be in [0, 1)")
         _check(self.max_restarts >= 0, "learners.max_restarts", "must be >= 0")
 
 

@@ -12,7 +12,7 @@ import torch
 from restmcts import replay
 from restmcts.config import Config, LearnersConfig, load_config
 from restmcts.learners import LearnerGroup
-from restmcts.learners.engine import IGNORE_INDEX, ds_config, epoch_steps, shard
+from restmcts.learners.engine import IGNORE_INDEX, ds_config, epoch_steps, scheduled_lr, shard
 from restmcts.learners.policy import PolicyLearner
 from restmcts.models import read_weights
 from restmcts.prompt import PromptFormat
@@ -108,6 +108,26 @@ def test_ds_config_follows_learners_config():
     assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
     assert ds["train_micro_batch_size_per_gpu"] == 8 and ds["gradient_accumulation_steps"] == 2
     assert ds["optimizer"] == {"type": "AdamW", "params": {"lr": 1e-3, "weight_decay": 0.1, "torch_adam": True}}
+
+
+def test_scheduled_lr_warms_up_then_decays():
+    warm = LearnersConfig(lr_schedule="warmup_linear", warmup_ratio=0.3)
+    lrs = [scheduled_lr(warm, 1.0, s, 10) for s in range(10)]
+    assert lrs == pytest.approx([1 / 3, 2 / 3, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+    assert [scheduled_lr(LearnersConfig(), 1e-3, s, 10) for s in (0, 9)] == [1e-3, 1e-3]
+    assert scheduled_lr(warm, 1.0, 0, 1) == 1.0  # a one-step phase still takes a step
+
+
+def test_warmup_linear_schedule_rises_then_decays_in_process(tiny_ckpt, tmp_path):
+    data = write_traces(tmp_path / "traces.parquet")
+    cfg = config("learners.policy_epochs=10", "learners.policy_lr=1.0e-3", "learners.lr_schedule=warmup_linear",
+                 "learners.warmup_ratio=0.3")
+    result, _ = train(cfg, "policy", str(tiny_ckpt / "policy"), [data], str(tmp_path / "out"))
+    assert [m.lr for m in result.history] == pytest.approx([scheduled_lr(cfg.learners, 1e-3, s, 10) for s in range(10)])
+    assert result.epoch_losses[-1] < result.epoch_losses[0]
+    constant, _ = train(config("learners.policy_epochs=3"), "policy", str(tiny_ckpt / "policy"), [data],
+                        str(tmp_path / "const"))
+    assert {m.lr for m in constant.history} == {config().learners.policy_lr}
 
 
 def test_policy_labels_mask_the_prompt(tiny_ckpt):

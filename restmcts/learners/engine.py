@@ -58,6 +58,7 @@ class StepMetrics:
     seconds: float  # wall time of the step on rank 0
     samples_per_s: float
     tokens_per_s: float
+    lr: float = 0.0  # the learning rate the step used
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,18 @@ def ds_config(cfg: LearnersConfig, lr: float) -> dict[str, Any]:
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
     }
+
+
+def scheduled_lr(cfg: LearnersConfig, peak: float, step: int, total: int) -> float:
+    """The learning rate of optimizer step `step` (from 0) of `total`: `peak` throughout for
+    "constant"; for "warmup_linear", peak * (step + 1) / w over the first w = warmup_ratio * total
+    steps, then down in equal steps to peak / (total - w + 1) at the last one."""
+    if cfg.lr_schedule == "constant" or total <= 0:
+        return peak
+    warmup = max(1, round(cfg.warmup_ratio * total))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (total - step) / (total - warmup + 1)
 
 
 # --------------------------------------------------------------------------- data split
@@ -258,10 +271,13 @@ class Learner(ABC, Generic[S, E]):
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
             config=ds_config(lc, self.lr),
         )
+        per_epoch = len(epoch_steps(len(examples), 0, env.rank, lc.seed, lc.micro_batch_size, lc.grad_accum))
+        total = per_epoch * self.epochs
         history: list[StepMetrics] = []
         for epoch in range(self.epochs if examples else 0):
             for step in epoch_steps(len(examples), epoch, env.rank, lc.seed, lc.micro_batch_size, lc.grad_accum):
-                history.append(self._step(step, examples, epoch, len(history) + 1))
+                lr = scheduled_lr(lc, self.lr, len(history), total)
+                history.append(self._step(step, examples, epoch, len(history) + 1, lr))
         digest = self._save(out_path) if env.rank == 0 else self._gather(keep=False)[1]
         train_seconds = sum(m.seconds for m in history)
         epoch_losses = tuple(
@@ -296,10 +312,13 @@ class Learner(ABC, Generic[S, E]):
 
     # -- internals
 
-    def _step(self, micro_batches: list[np.ndarray], examples: Sequence[E], epoch: int, index: int) -> StepMetrics:
+    def _step(self, micro_batches: list[np.ndarray], examples: Sequence[E], epoch: int, index: int,
+              lr: float) -> StepMetrics:
         import torch.distributed as dist
 
         engine = self.engine
+        for group in engine.optimizer.param_groups:
+            group["lr"] = lr
         t0 = time.perf_counter()
         loss_sum, samples, tokens = 0.0, 0, 0
         for idx in micro_batches:
@@ -318,7 +337,7 @@ class Learner(ABC, Generic[S, E]):
         return StepMetrics(
             step=index, epoch=epoch, loss=total_loss / n_losses, samples=int(all_samples),
             tokens=int(all_tokens), seconds=seconds, samples_per_s=all_samples / seconds,
-            tokens_per_s=all_tokens / seconds,
+            tokens_per_s=all_tokens / seconds, lr=lr,
         )
 
     def _gather(self, keep: bool) -> tuple[dict[str, torch.Tensor], str]:
