@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from restmcts.config import Config
-from restmcts.models import save
+from restmcts.models import load_prm, save
 from restmcts.paths import resolve
 from restmcts.prompt import PromptFormat
 
@@ -70,17 +70,6 @@ def load_base(base: str, device: str = "cpu") -> tuple[Any, Any]:
     return model.to(device).eval(), tok
 
 
-def prm_from_policy(policy_dir: str | Path, pad_token_id: int, seed: int = 0, device: str = "cpu") -> Any:
-    """The policy's backbone with a new one-label classification head (seeded initialisation)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    torch.manual_seed(seed)
-    prm = AutoModelForSequenceClassification.from_pretrained(str(policy_dir), num_labels=1, dtype=torch.float32)
-    prm.config.pad_token_id = pad_token_id
-    return prm.to(device)
-
-
 def prepare_models(cfg: Config, base: str, out: str | Path) -> PrepareReport:
     """Write OUT/policy/, OUT/prm/ and OUT/prepare.json."""
     import torch
@@ -105,7 +94,8 @@ def prepare_models(cfg: Config, base: str, out: str | Path) -> PrepareReport:
         report.prm_questions, report.prm_samples = len(questions), len(samples)
         report.prm_mean_label = round(sum(s.value for s in samples) / max(1, len(samples)), 4)
     with timed(report.timings_s, "train_prm", "prepare"):
-        prm = prm_from_policy(out / "policy", tok.pad_token_id, b.seed, device)
+        torch.manual_seed(b.seed)  # the new head's initialisation
+        prm = load_prm(str(out / "policy"), device=device)  # the policy's backbone, a fresh one-label head
         if samples:
             report.prm_final_loss = tail_mean(train_prm(prm, tok, fmt, samples, b))
         save(prm.eval(), tok, out / "prm")

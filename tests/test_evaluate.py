@@ -99,8 +99,9 @@ def test_depth_auroc_does_not_penalise_values_that_grow_with_depth():
         return [truth[s] for s in steps]
 
     scores = [[0.1, 0.3, 0.9], [0.1, 0.2, 0.8]]  # the wrong path's late steps outscore the right path's start
-    assert _auroc([good, bad], scores, labels) < 0.7
-    assert _depth_auroc([good, bad], scores, labels) == 1.0  # depth 0 has only right steps: left out
+    steps = [labels(t.question, t.steps) for t in (good, bad)]
+    assert _auroc(scores, steps) < 0.7
+    assert _depth_auroc(scores, steps) == 1.0  # depth 0 has only right steps: left out
     assert _pick_accuracy([good, bad], scores, best_of_n, 1, last=True) == 1.0
     assert _pick_accuracy([good, bad], [[0.1, 0.3, 0.9], [0.2, 0.9, 0.9]], best_of_n, 1) == 0.0  # min: 0.1 < 0.2
 

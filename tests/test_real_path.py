@@ -191,12 +191,13 @@ def smollm2(tmp_path_factory):
     return out
 
 
-def _job(name: str):
-    """jobs/<name>.py as a module, to call its main(argv) in this process."""
+def _run_job(name: str, model_dir: Path, out: Path, *overrides: str) -> int:
+    """jobs/<name>.py's main() in this process, on the CPU preset with the prepared model."""
     spec = importlib.util.spec_from_file_location(f"{name}_job", ROOT / "jobs" / f"{name}.py")
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
-    return job
+    return job.main(["--config", str(CONFIG), "--out", str(out), f"model.policy={model_dir}/policy",
+                     f"model.prm={model_dir}/prm", *overrides])
 
 
 def _cfg(model_dir: Path, *extra: str):
@@ -263,11 +264,9 @@ def test_mcts_star_pass_with_the_real_model(ray_local, smollm2, tmp_path):
     """jobs/search.py: MCTS* on 2 GSM8K questions, real model, hf engine, local Ray."""
     from restmcts import replay
 
-    job = _job("search")
     out = tmp_path / "search"
-    assert job.main(["--config", str(CONFIG), "--out", str(out), f"model.policy={smollm2}/policy",
-                     f"model.prm={smollm2}/prm", "data.num_questions=2", "search.num_simulations=4",
-                     "search.max_step_tokens=48", "search.max_depth=4"]) == 0
+    assert _run_job("search", smollm2, out, "data.num_questions=2", "search.num_simulations=4",
+                    "search.max_step_tokens=48", "search.max_depth=4") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["questions"] == 2 and summary["tokens"] > 0
     assert summary["policy_calls"] >= 2 * 4 and summary["prm_calls"] > 0
@@ -289,12 +288,9 @@ def test_evaluate_cot_and_sc_with_the_real_model(ray_local, smollm2, tmp_path):
     """jobs/evaluate.py on 2 GSM8K test questions: greedy CoT and Self-Consistency (N=2)."""
     import csv
 
-    job = _job("evaluate")
     out = tmp_path / "eval"
-    assert job.main(["--config", str(CONFIG), "--out", str(out), f"model.policy={smollm2}/policy",
-                     f"model.prm={smollm2}/prm", "data.num_test=2", "search.max_step_tokens=24",
-                     "search.max_depth=3", "eval.strategies=[cot,sc]", "eval.sample_budgets=[2]",
-                     "eval.prm_quality=false"]) == 0
+    assert _run_job("evaluate", smollm2, out, "data.num_test=2", "search.max_step_tokens=24", "search.max_depth=3",
+                    "eval.strategies=[cot,sc]", "eval.sample_budgets=[2]", "eval.prm_quality=false") == 0
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["strategy"], r["budget"]) for r in rows] == [("cot", "1"), ("sc", "2")]

@@ -6,18 +6,22 @@ dies (Ray restarts it). Its two methods have exactly the search core's ProposeFn
 signatures, so `Models(client.propose, client.score)` plugs into any strategy. `propose` can also
 note which steps ended at EOS (`ended`): a real chat model ends its message where its solution
 ends, whether or not its last step states the answer in a form the task recognises.
+`for_question(task)` pairs such a Models with the task's answer rules extended by those steps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from restmcts.config import SearchConfig
+from restmcts.config import Config, SearchConfig
 from restmcts.engines import GenerateRequest, sample_seed
 from restmcts.prompt import PromptFormat
+from restmcts.search import Models
+from restmcts.tasks import MessageEnds, Task
 
 RETRY_ATTEMPTS = 6
 RETRY_BACKOFF_S = 0.5
@@ -54,6 +58,23 @@ class ModelClient:
         self.fmt = fmt
         self.cfg = cfg
         self.stats = ClientStats()
+
+    @classmethod
+    def from_config(cls, cfg: Config, policy: list[Any], prm: list[Any]) -> ModelClient:
+        """A client rendering prompts as the run's data config says (through the policy
+        tokenizer's chat template when `data.chat_template`)."""
+        tokenizer = None
+        if cfg.data.chat_template:
+            from restmcts.models import load_tokenizer
+
+            tokenizer = load_tokenizer(cfg.model.policy)
+        return cls(policy, prm, PromptFormat.from_config(cfg.data, tokenizer), cfg.search)
+
+    def for_question(self, task: Task) -> tuple[Models, MessageEnds]:
+        """Models and answer rules for one question's search: every step after which the policy
+        ended its message (EOS) is terminal, and its answer is read from it (MessageEnds)."""
+        ended: set[str] = set()
+        return Models(functools.partial(self.propose, ended=ended), self.score), MessageEnds(task, ended)
 
     async def propose(self, question: str, steps: Sequence[str], n: int, seed: int,
                       temperature: float | None = None, ended: set[str] | None = None) -> list[tuple[str, int]]:

@@ -12,7 +12,6 @@ real chat models stop where they are done, and their last step need not say "The
 from __future__ import annotations
 
 import asyncio
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +21,8 @@ from restmcts.actors.client import ClientStats, ModelClient
 from restmcts.actors.metrics import inc, metric
 from restmcts.config import Config, SearchConfig
 from restmcts.extract import QuestionOutcome, judge, to_records
-from restmcts.prompt import PromptFormat
-from restmcts.search import Models, derive_seed, run_strategy
-from restmcts.tasks import MessageEnds, Question, make_task
+from restmcts.search import derive_seed, run_strategy
+from restmcts.tasks import Question, make_task
 
 
 @dataclass
@@ -43,13 +41,7 @@ class SearchWorker:
         self.cfg = cfg
         self.name = name
         self.task = make_task(cfg.data, seed=cfg.loop.seed)
-        tokenizer = None
-        if cfg.data.chat_template:
-            from restmcts.models import load_tokenizer
-
-            tokenizer = load_tokenizer(cfg.model.policy)
-        self.fmt = PromptFormat.from_config(cfg.data, tokenizer)
-        self.client = ModelClient(policy, prm, self.fmt, cfg.search)
+        self.client = ModelClient.from_config(cfg, policy, prm)
         self.in_flight = 0
         self.done = 0
         self.search_seconds = 0.0
@@ -71,10 +63,8 @@ class SearchWorker:
             start = loop.time()
             try:
                 seed = derive_seed(search_cfg.seed, iteration, q.id)
-                ended: set[str] = set()
-                models = Models(functools.partial(self.client.propose, ended=ended), self.client.score)
-                result = await run_strategy(search_cfg.strategy, q.question, models,
-                                            MessageEnds(self.task, ended), search_cfg, seed)
+                models, answers = self.client.for_question(self.task)
+                result = await run_strategy(search_cfg.strategy, q.question, models, answers, search_cfg, seed)
             finally:
                 self.search_seconds += loop.time() - start
                 self._track(-1)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -74,6 +73,7 @@ def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question],
                "mcts_values": "values inferred from MCTS* trees", "monte_carlo": "Monte Carlo rollout labels"}
     spent = {"mcts_values": mcts, "monte_carlo": mc}
     labels = getattr(task, "step_labels", None)
+    truth = [labels(t.question, t.steps) for t in solutions] if labels else None  # per solution, per step
     rows = []
     for name, path in checkpoints.items():
         scores = _score_all(cfg, servers, None if name == "bootstrap" else path, solutions)
@@ -82,14 +82,14 @@ def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question],
             train_questions=spent.get(name, {}).get("questions", 0),
             train_samples=len(replay.read_values(f"{d}/{name}.parquet")) if name in spent else 0,
             label_tokens=spent.get(name, {}).get("tokens", 0),
-            auroc=_auroc(solutions, scores, labels) if labels else None,
+            auroc=_auroc(scores, truth) if truth is not None else None,
             weighted_sc_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test)),
             best_of_n_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test)),
-            depth_auroc=_depth_auroc(solutions, scores, labels) if labels else None,
+            depth_auroc=_depth_auroc(scores, truth) if truth is not None else None,
             weighted_sc_last_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test), last=True),
             best_of_n_last_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test), last=True),
         ))
-    step_truth = [ok for t in solutions for ok in labels(t.question, t.steps)] if labels else []
+    step_truth = [ok for oks in truth for ok in oks] if truth is not None else []
     unweighted = [[1.0] * len(t.steps) for t in solutions]
     held = HeldOut(len(test), len(solutions), len(step_truth),
                    sum(step_truth) / len(step_truth) if step_truth else None,
@@ -133,16 +133,14 @@ def _monte_carlo_values(cfg: Config, servers: Any, task: Any, questions: list[Qu
 
 
 async def _label(cfg: Config, servers: Any, task: Any, questions: list[Question]) -> list[tuple[list, int]]:
-    from restmcts.search import Models, derive_seed
+    from restmcts.search import derive_seed
     from restmcts.search.montecarlo import monte_carlo_labels
-    from restmcts.tasks import MessageEnds
 
     client = _client(cfg, servers)
 
     async def one(q: Question) -> tuple[list, int]:
-        ended: set[str] = set()  # steps after which the policy ended its message, as in the search
-        models = Models(functools.partial(client.propose, ended=ended), client.score)
-        labels, budget = await monte_carlo_labels(q.question, models, MessageEnds(task, ended), cfg.search,
+        models, answers = client.for_question(task)  # EOS ends a solution, as in the search
+        labels, budget = await monte_carlo_labels(q.question, models, answers, cfg.search,
                                                   derive_seed(cfg.search.seed, "mc", q.id),
                                                   lambda a: task.check(a, q.answer), cfg.eval.prm_rollouts)
         return labels, budget.tokens
@@ -195,34 +193,25 @@ def _score_all(cfg: Config, servers: Any, prm_path: str | None, solutions: list[
 
 def _client(cfg: Config, servers: Any) -> Any:
     from restmcts.actors.client import ModelClient
-    from restmcts.prompt import PromptFormat
 
-    tokenizer = None
-    if cfg.data.chat_template:
-        from restmcts.models import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg.model.policy)
-    return ModelClient(servers.policy, servers.prm, PromptFormat.from_config(cfg.data, tokenizer), cfg.search)
+    return ModelClient.from_config(cfg, servers.policy, servers.prm)
 
 
-def _auroc(solutions: Sequence[Trace], scores: Sequence[Sequence[float]],
-           labels: Callable[[str, Sequence[str]], list[bool]]) -> float:
+def _auroc(scores: Sequence[Sequence[float]], truth: Sequence[Sequence[bool]]) -> float:
+    """Per-step AUROC of every solution's prefix scores against its true step labels."""
     from restmcts.bootstrap import auroc
 
-    flat = [v for vs in scores for v in vs]
-    truth = [ok for t in solutions for ok in labels(t.question, t.steps)]
-    return auroc(flat, truth)
+    return auroc([v for vs in scores for v in vs], [ok for oks in truth for ok in oks])
 
 
-def _depth_auroc(solutions: Sequence[Trace], scores: Sequence[Sequence[float]],
-                 labels: Callable[[str, Sequence[str]], list[bool]]) -> float | None:
+def _depth_auroc(scores: Sequence[Sequence[float]], truth: Sequence[Sequence[bool]]) -> float | None:
     """AUROC within each step depth, averaged with the depth's step count as weight (depths
     where every step is right, or every step wrong, are left out); None when none is left."""
     from restmcts.bootstrap import auroc
 
     by_depth: dict[int, list[tuple[float, bool]]] = defaultdict(list)
-    for t, vs in zip(solutions, scores, strict=True):
-        for k, (v, ok) in enumerate(zip(vs, labels(t.question, t.steps), strict=True)):
+    for vs, oks in zip(scores, truth, strict=True):
+        for k, (v, ok) in enumerate(zip(vs, oks, strict=True)):
             by_depth[k].append((v, ok))
     mixed = [pairs for pairs in by_depth.values() if 0 < sum(ok for _, ok in pairs) < len(pairs)]
     if not mixed:

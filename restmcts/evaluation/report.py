@@ -167,22 +167,20 @@ def _markdown(cfg: Config, grid: Sequence[GridPoint], runs: Sequence[RunCurve], 
               "| strategy | budget | accuracy | tokens / question | PRM calls / question | seconds / question |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {STRATEGY_NAMES[p.strategy]} | {p.budget} | {p.accuracy:.3f} | {p.avg_tokens:.0f} | {p.prm_calls:.1f} | "
-              f"{'-' if p.seconds_per_question is None else f'{p.seconds_per_question:.2f}'} |" for p in grid]
+              f"{_num(p.seconds_per_question, '.2f')} |" for p in grid]
     if runs:
         lines += ["", "## Self-training", "", "![self-training](self_training.png)", "",
                   "| run | iteration | held-out accuracy | independent check | search tokens / question | "
                   "policy traces | traces with a wrong step |", "|---|---|---|---|---|---|---|"]
         for r in runs:
             for p in r.points:
-                fp = f"{p.false_positive_rate:.3f}" if p.false_positive_rate is not None else "-"
-                indep = f"{p.heldout_accuracy:.3f}" if p.heldout_accuracy is not None else "-"
-                lines.append(f"| {r.label} (`{r.path}`) | {p.iteration} | {p.accuracy:.3f} | {indep} | "
-                             f"{p.search_tokens:.0f} | {p.policy_samples} | {fp} |")
+                lines.append(f"| {r.label} (`{r.path}`) | {p.iteration} | {p.accuracy:.3f} | "
+                             f"{_num(p.heldout_accuracy)} | {p.search_tokens:.0f} | {p.policy_samples} | "
+                             f"{_num(p.false_positive_rate)} |")
     if prms and held is not None:
-        share = f"{held.positive_fraction:.3f}" if held.positive_fraction is not None else "-"
         lines += ["", "## PRM quality (prm_quality.csv)", "",
                   f"Judged on {held.solutions} sampled solutions to {held.questions} held-out questions "
-                  f"({held.steps} labelled steps, {share} of them right). Plain self-consistency over the same "
+                  f"({held.steps} labelled steps, {_num(held.positive_fraction)} of them right). Plain self-consistency over the same "
                   f"solutions: {held.sc_accuracy:.3f}.", "",
                   "Solutions are scored by their minimum prefix value (min) or their last prefix's value (last).", "",
                   "| PRM | labels | questions | samples | label tokens | per-step AUROC | same-depth AUROC | "
@@ -196,8 +194,9 @@ def _markdown(cfg: Config, grid: Sequence[GridPoint], runs: Sequence[RunCurve], 
     return "\n".join(lines)
 
 
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
+def _num(x: float | None, spec: str = ".3f") -> str:
+    """`x` formatted with `spec`, or "-" when it was not measured."""
+    return "-" if x is None else format(x, spec)
 
 
 def _machine() -> str:
