@@ -40,7 +40,7 @@ bench: setup
 EVAL    ?= runs/eval
 evaluate: setup
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_mcts
-	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=8
+	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=7
 	$(BIN)/python jobs/evaluate.py --config $(CONFIG) --out $(EVAL)/report \
 		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]"
 

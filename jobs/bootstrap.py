@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nWrote {out}/policy, {out}/prm, {out}/bootstrap.json in {r.timings_s['total']:.0f}s "
           f"({r.threads} threads)")
     print(f"  params          policy {r.params['policy']:,}  prm {r.params['prm']:,}")
-    print(f"  SFT             {r.sft_examples} examples, final loss {r.sft_final_loss:.4f}")
+    print(f"  SFT             {r.sft_examples} examples (by operations {r.sft_ops}), "
+          f"final loss {r.sft_final_loss:.4f}")
     print(f"  PRM data        {r.prm_samples} prefixes from {r.prm_questions} questions, "
           f"mean label {r.prm_mean_label:.3f}, final MSE {r.prm_final_loss:.4f}")
     print(f"  greedy accuracy {r.greedy_accuracy:.3f} on {r.test_questions} test questions "

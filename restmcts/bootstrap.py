@@ -5,8 +5,11 @@
 Three timed phases, all on CPU, all seeded from `cfg.bootstrap.seed`:
 1. sft        a random tiny Llama learns to write arith solutions: supervised fine-tuning on the
               task's own step-by-step solutions, loss on the solution tokens (and the closing EOS)
-              only. It is stopped early on purpose: the policy should be right often but not
-              always, and wrong through single-step arithmetic slips that a PRM can learn to spot.
+              only. The embedded default teaches it easy questions (2 and 3 operations) and shows
+              it only 30 of the 4-operation kind the loop searches and the test asks
+              (`bootstrap.max_ops`, `longer_examples`): it starts right about 4 times in 10 on
+              those, wrong through slips on the longer chains, and self-training has to close the
+              gap from its own verified searches.
 2. mc_labels  Math-Shepherd-style value labels for `D_V0` (ALGORITHM.md, Self-training): for one
               sampled solution per question, every prefix `p_k` gets `prm_rollouts` completions from
               the policy, and its label is the fraction that reach the gold answer. A prefix that
@@ -37,7 +40,7 @@ from typing import Any
 
 import torch
 
-from restmcts.config import BootstrapConfig, Config, DataConfig
+from restmcts.config import BootstrapConfig, Config, ConfigError, DataConfig
 from restmcts.models import build_arith_tokenizer, build_tiny_models, save
 from restmcts.prm_init import (
     ValueSample,
@@ -77,6 +80,7 @@ class BootstrapReport:
     params: dict[str, int]  # policy / prm parameter counts
     timings_s: dict[str, float] = field(default_factory=dict)  # phase -> seconds, and "total"
     sft_examples: int = 0
+    sft_ops: dict[str, int] = field(default_factory=dict)  # SFT examples by number of operations
     sft_final_loss: float = 0.0  # mean of the last 20 steps (per solution token)
     prm_questions: int = 0
     prm_samples: int = 0  # labelled prefixes
@@ -108,7 +112,7 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
         raise ValueError(f"data.task: bootstrap builds the arith default only; got {cfg.data.task!r}")
     b, out = cfg.bootstrap, Path(out)
     task = ArithTask(cfg.data, seed=cfg.loop.seed)
-    sft_problems, mc_problems = split_train(task.problems("train"), b)
+    sft_problems, mc_problems = bootstrap_problems(cfg)
     tok = build_arith_tokenizer()
     fmt = PromptFormat.from_config(cfg.data)
     policy, prm = build_tiny_models(tok, seed=b.seed, hidden_size=b.hidden_size, num_layers=b.num_layers,
@@ -120,6 +124,8 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
     with timed(report.timings_s, "sft", "bootstrap"):
         losses = train_policy(policy, encode_sft(tok, fmt, sft_problems), b, tok.pad_token_id)
         report.sft_examples, report.sft_final_loss = len(sft_problems), tail_mean(losses)
+        report.sft_ops = {str(n): sum(len(p.ops) == n for p in sft_problems)
+                          for n in sorted({len(p.ops) for p in sft_problems})}
     with timed(report.timings_s, "mc_labels", "bootstrap"):
         samples = mc_value_samples(policy, tok, fmt, mc_problems, b)
         report.prm_questions, report.prm_samples = len(mc_problems), len(samples)
@@ -137,16 +143,40 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
     return report
 
 
-def split_train(train: Sequence[Problem], b: BootstrapConfig) -> tuple[list[Problem], list[Problem]]:
-    """(SFT problems, Monte Carlo label problems) from the end of the train split, disjoint."""
-    need = b.sft_examples + b.prm_questions
-    if need > len(train):
+def bootstrap_problems(cfg: Config) -> tuple[list[Problem], list[Problem]]:
+    """(SFT problems, Monte Carlo label problems): disjoint, and never a test or early search question.
+
+    They come from the end of the train split, or with `bootstrap.max_ops` from the bootstrap's own
+    easier questions plus `bootstrap.longer_examples` from the end of the train split.
+    """
+    b = cfg.bootstrap
+    train = ArithTask(cfg.data, seed=cfg.loop.seed).problems("train")
+    if not b.max_ops:
+        return split_train(train, b.sft_examples, b.prm_questions, "the train split")
+    if b.max_ops >= cfg.data.arith_min_ops:
+        raise ConfigError(f"bootstrap.max_ops: must be below data.arith_min_ops ({cfg.data.arith_min_ops}) "
+                          f"so that no bootstrap question is also a search question; lower it, raise "
+                          f"data.arith_min_ops, or set bootstrap.max_ops=0 to learn from the train split")
+    easy_data = dataclasses.replace(cfg.data, arith_min_ops=b.min_ops, arith_max_ops=b.max_ops,
+                                    arith_train_size=b.sft_examples + b.prm_questions)
+    easy = ArithTask(easy_data, seed=cfg.loop.seed).problems("train")
+    longer = split_train(train, b.longer_examples, 0, "the train split")[0] if b.longer_examples else []
+    sft, mc = split_train(easy, b.sft_examples - len(longer), b.prm_questions,
+                          f"the bootstrap's {b.min_ops}..{b.max_ops}-operation questions")
+    return sft + longer, mc
+
+
+def split_train(pool: Sequence[Problem], sft_examples: int, prm_questions: int,
+                name: str) -> tuple[list[Problem], list[Problem]]:
+    """The last `sft_examples` of `pool` and the `prm_questions` before them."""
+    need = sft_examples + prm_questions
+    if need > len(pool):
         raise ValueError(
-            f"bootstrap.sft_examples + bootstrap.prm_questions = {need} but the train split has "
-            f"{len(train)} questions; raise data.arith_train_size or lower those two"
+            f"bootstrap: needs {need} questions from {name}, which has {len(pool)}; raise data.arith_train_size "
+            f"or lower bootstrap.sft_examples, bootstrap.prm_questions or bootstrap.longer_examples"
         )
-    sft = list(train[len(train) - b.sft_examples:])
-    mc = list(train[len(train) - need: len(train) - b.sft_examples])
+    sft = list(pool[len(pool) - sft_examples:]) if sft_examples else []
+    mc = list(pool[len(pool) - need: len(pool) - sft_examples])
     return sft, mc
 
 

@@ -97,6 +97,12 @@ class BootstrapConfig:
     SFT questions are the last `sft_examples` of the train split and Monte Carlo label questions
     the `prm_questions` before them, so the first search windows (taken from the front of the
     train split) hold questions neither model has seen.
+
+    With `max_ops > 0` the bootstrap learns easier questions than the loop searches (easy to hard):
+    its own seeded questions with `min_ops`..`max_ops` operations, which can never be a search or
+    test question when `max_ops < data.arith_min_ops`, plus `longer_examples` full-length
+    questions from the end of the train split, so that the policy starts with the long case
+    seen but not learned, and self-training has to learn it from its own verified searches.
     """
 
     hidden_size: int = 128
@@ -104,6 +110,9 @@ class BootstrapConfig:
     num_heads: int = 4
     max_position: int = 256
     sft_examples: int = 4000
+    min_ops: int = 1  # operations of the bootstrap's own questions, when max_ops > 0
+    max_ops: int = 0  # 0 = learn from the train split itself
+    longer_examples: int = 0  # with max_ops > 0: SFT examples taken from the train split's end
     sft_steps: int = 800
     sft_batch_size: int = 32
     sft_lr: float = 1e-3
@@ -129,6 +138,10 @@ class BootstrapConfig:
                "bootstrap.sft_examples", "need sft_examples >= 1, sft_steps >= 0, prm_steps >= 0")
         _check(self.sft_lr > 0 and self.prm_lr > 0, "bootstrap.sft_lr", "learning rates must be > 0")
         _check(self.temperature > 0, "bootstrap.temperature", "must be > 0 (sampling)")
+        _check(self.max_ops == 0 or 1 <= self.min_ops <= self.max_ops, "bootstrap.min_ops",
+               "need 1 <= min_ops <= max_ops (or max_ops = 0: no separate bootstrap questions)")
+        _check(0 <= self.longer_examples <= self.sft_examples, "bootstrap.longer_examples",
+               "must be between 0 and bootstrap.sft_examples")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def trained_ckpt(tmp_path_factory):
     cfg = load_config("configs/arith-tiny.yaml", [
         "bootstrap.hidden_size=64", "bootstrap.num_layers=2", "bootstrap.num_heads=2",
         "bootstrap.sft_steps=250", "bootstrap.sft_examples=2000", "bootstrap.prm_questions=16",
-        "bootstrap.prm_steps=30",
+        "bootstrap.prm_steps=30", "bootstrap.max_ops=0",
         "data.arith_min_ops=1", "data.arith_max_ops=2", "data.arith_test_ops=2", "data.arith_test_size=20",
     ])
     run_bootstrap(cfg, root)

@@ -84,6 +84,7 @@ def test_report_has_every_field(built):
     assert set(report["timings_s"]) == {"sft", "mc_labels", "train_prm", "evaluate", "save", "total"}
     assert report["params"]["policy"] > 0 and report["params"]["prm"] > 0
     assert report["test_questions"] == 16 and report["sft_examples"] == 100 and report["prm_questions"] == 8
+    assert report["sft_ops"]["4"] == 30 and sum(report["sft_ops"].values()) == 100  # easy to hard
     for key in ("greedy_accuracy", "sample_accuracy", "pass_at_k", "prm_auroc", "prm_mean_label"):
         assert 0.0 <= report[key] <= 1.0
 
@@ -98,10 +99,42 @@ def test_same_seed_gives_identical_weights(built, tmp_path):
         assert all((a[k] == b[k]).all() for k in a), role
 
 
-def test_train_split_too_small_names_the_keys(tmp_path):
+@pytest.mark.parametrize("override", ["bootstrap.max_ops=0", "bootstrap.longer_examples=201"])
+def test_train_split_too_small_names_the_keys(tmp_path, override):
     with pytest.raises(subprocess.CalledProcessError) as err:
-        _bootstrap(tmp_path / "bad", "bootstrap.sft_examples=199")
-    assert "data.arith_train_size" in err.value.stderr
+        _bootstrap(tmp_path / "bad", "bootstrap.sft_examples=300", override)
+    assert "data.arith_train_size" in err.value.stderr and "bootstrap.longer_examples" in err.value.stderr
+
+
+def test_easy_to_hard_questions_never_meet_the_search_or_test_questions():
+    from restmcts.bootstrap import bootstrap_problems
+    from restmcts.config import load_config
+    from restmcts.tasks.arith import ArithTask
+
+    cfg = load_config(ROOT / "configs/arith-tiny.yaml", [
+        "bootstrap.sft_examples=300", "bootstrap.prm_questions=40", "bootstrap.longer_examples=12",
+        "data.arith_train_size=100"])
+    sft, mc = bootstrap_problems(cfg)
+    task = ArithTask(cfg.data, seed=cfg.loop.seed)
+    train, test = task.problems("train"), task.problems("test")
+    assert len(sft) == 300 and len(mc) == 40
+    assert [len(p.ops) for p in sft].count(4) == 12 and sft[-12:] == train[-12:]  # the train split's end
+    assert {len(p.ops) for p in sft[:-12] + mc} == {2, 3}
+    texts = {p.text for p in sft + mc}
+    assert len(texts) == 340
+    assert not texts & {p.text for p in train[:-12] + test}
+    # Learning the train split itself (max_ops = 0): its end, in the same two parts.
+    plain_sft, plain_mc = bootstrap_problems(cfg.replace("bootstrap.max_ops=0", "data.arith_train_size=400"))
+    plain = ArithTask(cfg.replace("data.arith_train_size=400").data).problems("train")
+    assert plain_sft == plain[-300:] and plain_mc == plain[-340:-300]
+
+
+def test_bootstrap_questions_may_not_be_search_questions():
+    from restmcts.bootstrap import bootstrap_problems
+    from restmcts.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="bootstrap.max_ops: must be below data.arith_min_ops"):
+        bootstrap_problems(load_config(ROOT / "configs/arith-tiny.yaml", ["bootstrap.max_ops=4"]))
 
 
 def test_sft_rows_mask_the_prompt_and_end_with_eos():
