@@ -154,6 +154,14 @@ def test_is_terminal_and_extract_answer():
     assert task.extract_answer(["The answer is -3"]) == "-3"
     assert task.extract_answer(["The answer is 4", "The answer is 5"]) == "5"
     assert task.extract_answer(["The answer is 32.5"]) == "32.5"
+    # Text after the number leaves no answer (a checker that read the first number let such outputs
+    # into ReST-EM's training data), and the true step labels call the step wrong.
+    assert task.is_terminal("The answer is 3 = 8")
+    assert task.extract_answer(["11 - 8 = 3", "The answer is 3 = 8"]) is None
+    assert not task.check(task.extract_answer(["The answer is 3 = 8"]), "3")
+    assert task.extract_answer(["The answer is 32."]) == "32"
+    assert labels(["7 + 5 = 12", "12 * 3 = 36", "36 - 4 = 32", "The answer is 32 = 8"])[-1] is False
+    assert labels(["7 + 5 = 12", "12 * 3 = 36", "36 - 4 = 32", "The answer is 32"])[-1] is True
 
 
 def test_check():

@@ -28,6 +28,8 @@ from restmcts.tasks.base import Question, Split
 OPS = {"Add": "+", "Subtract": "-", "Multiply by": "*"}
 # The whole numeric token, so that "The answer is 32.5" does not read as 32.
 _ANSWER = re.compile(r"The answer is\s*(-?\d+(?:[.,/]\d+)*)")
+# An answer step reads as an answer only when the number ends it: "The answer is 3 = 8" states none.
+_ANSWER_STEP = re.compile(r"^\s*The answer is\s*(-?\d+(?:[.,/]\d+)*)\s*\.?\s*$")
 _STEP = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 _OP_TEXT = re.compile(r"(Add|Subtract|Multiply by) (\d+)\.")
 _START = re.compile(r"Start with (\d+)\.")
@@ -182,10 +184,13 @@ def states_answer(step: str) -> bool:
 
 
 def extract_answer(steps: Sequence[str]) -> str | None:
-    """The number of the last "The answer is N" step, or None."""
+    """The number of the last step that states an answer, or None when that step is not exactly
+    "The answer is N" (the model wrote something after the number) or no step states one."""
     for step in reversed(steps):
-        m = _ANSWER.search(step)
-        if m:
+        if states_answer(step):
+            m = _ANSWER_STEP.match(step)
+            if m is None:
+                return None
             value = _int(m.group(1))
             return m.group(1) if value is None else str(value)
     return None
@@ -215,8 +220,8 @@ def step_labels(problem: Problem, steps: Sequence[str]) -> list[bool]:
 
 def _step_ok(problem: Problem, k: int, value: int, step: str) -> bool:
     if k == len(problem.ops):
-        m = _ANSWER.search(step)
-        return m is not None and _int(m.group(1)) == value and step.strip().startswith("The answer is")
+        m = _ANSWER_STEP.match(step)
+        return m is not None and _int(m.group(1)) == value
     if k > len(problem.ops):
         return False
     m = _STEP.match(step)
