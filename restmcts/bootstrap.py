@@ -112,7 +112,7 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
         raise ValueError(f"data.task: bootstrap builds the arith default only; got {cfg.data.task!r}")
     b, out = cfg.bootstrap, Path(out)
     task = ArithTask(cfg.data, seed=cfg.loop.seed)
-    sft_problems, mc_problems = bootstrap_problems(cfg)
+    sft_problems, mc_problems = bootstrap_problems(cfg, task.problems("train"))
     tok = build_arith_tokenizer()
     fmt = PromptFormat.from_config(cfg.data)
     policy, prm = build_tiny_models(tok, seed=b.seed, hidden_size=b.hidden_size, num_layers=b.num_layers,
@@ -143,14 +143,13 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
     return report
 
 
-def bootstrap_problems(cfg: Config) -> tuple[list[Problem], list[Problem]]:
+def bootstrap_problems(cfg: Config, train: Sequence[Problem]) -> tuple[list[Problem], list[Problem]]:
     """(SFT problems, Monte Carlo label problems): disjoint, and never a test or early search question.
 
-    They come from the end of the train split, or with `bootstrap.max_ops` from the bootstrap's own
-    easier questions plus `bootstrap.longer_examples` from the end of the train split.
+    They come from the end of the train split `train`, or with `bootstrap.max_ops` from the
+    bootstrap's own easier questions plus `bootstrap.longer_examples` from the end of `train`.
     """
     b = cfg.bootstrap
-    train = ArithTask(cfg.data, seed=cfg.loop.seed).problems("train")
     if not b.max_ops:
         return split_train(train, b.sft_examples, b.prm_questions, "the train split")
     if b.max_ops >= cfg.data.arith_min_ops:

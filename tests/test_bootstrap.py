@@ -114,9 +114,9 @@ def test_easy_to_hard_questions_never_meet_the_search_or_test_questions():
     cfg = load_config(ROOT / "configs/arith-tiny.yaml", [
         "bootstrap.sft_examples=300", "bootstrap.prm_questions=40", "bootstrap.longer_examples=12",
         "data.arith_train_size=100"])
-    sft, mc = bootstrap_problems(cfg)
     task = ArithTask(cfg.data, seed=cfg.loop.seed)
     train, test = task.problems("train"), task.problems("test")
+    sft, mc = bootstrap_problems(cfg, train)
     assert len(sft) == 300 and len(mc) == 40
     assert [len(p.ops) for p in sft].count(4) == 12 and sft[-12:] == train[-12:]  # the train split's end
     assert {len(p.ops) for p in sft[:-12] + mc} == {2, 3}
@@ -124,17 +124,19 @@ def test_easy_to_hard_questions_never_meet_the_search_or_test_questions():
     assert len(texts) == 340
     assert not texts & {p.text for p in train[:-12] + test}
     # Learning the train split itself (max_ops = 0): its end, in the same two parts.
-    plain_sft, plain_mc = bootstrap_problems(cfg.replace("bootstrap.max_ops=0", "data.arith_train_size=400"))
     plain = ArithTask(cfg.replace("data.arith_train_size=400").data).problems("train")
+    plain_sft, plain_mc = bootstrap_problems(cfg.replace("bootstrap.max_ops=0"), plain)
     assert plain_sft == plain[-300:] and plain_mc == plain[-340:-300]
 
 
 def test_bootstrap_questions_may_not_be_search_questions():
     from restmcts.bootstrap import bootstrap_problems
     from restmcts.config import ConfigError, load_config
+    from restmcts.tasks.arith import ArithTask
 
+    cfg = load_config(ROOT / "configs/arith-tiny.yaml", ["bootstrap.max_ops=4", "data.arith_train_size=100"])
     with pytest.raises(ConfigError, match="bootstrap.max_ops: must be below data.arith_min_ops"):
-        bootstrap_problems(load_config(ROOT / "configs/arith-tiny.yaml", ["bootstrap.max_ops=4"]))
+        bootstrap_problems(cfg, ArithTask(cfg.data).problems("train"))
 
 
 def test_sft_rows_mask_the_prompt_and_end_with_eos():

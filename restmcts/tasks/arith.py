@@ -26,9 +26,9 @@ from restmcts.config import DataConfig
 from restmcts.tasks.base import Question, Split
 
 OPS = {"Add": "+", "Subtract": "-", "Multiply by": "*"}
-# The whole numeric token, so that "The answer is 32.5" does not read as 32.
-_ANSWER = re.compile(r"The answer is\s*(-?\d+(?:[.,/]\d+)*)")
-# An answer step reads as an answer only when the number ends it: "The answer is 3 = 8" states none.
+_ANSWER = re.compile(r"The answer is\s*-?\d")  # a step that states an answer (it ends a solution)
+# What the answer is: the whole numeric token, so that "The answer is 32.5" does not read as 32, and
+# only when the number ends the step: "The answer is 3 = 8" states none.
 _ANSWER_STEP = re.compile(r"^\s*The answer is\s*(-?\d+(?:[.,/]\d+)*)\s*\.?\s*$")
 _STEP = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 _OP_TEXT = re.compile(r"(Add|Subtract|Multiply by) (\d+)\.")
