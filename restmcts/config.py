@@ -7,7 +7,10 @@ types; an unknown key, a wrong type or a value outside its allowed set raises `C
 with the dotted key, what was given, and what is allowed. Nothing rewrites the config after
 loading: code reads `cfg.search.branch`, never `cfg.get("branch", 3)`.
 
-Reference defaults for the search come from ALGORITHM.md (data-generation column).
+Search settings come in two groups, each defaulting to the authors' values (ALGORITHM.md):
+`search` is the data-generation column (the loop's search passes), `eval_search` the evaluation
+column, laid over `search` by `evaluation_search(cfg)` for every evaluation (the loop's evaluate
+phase and jobs/evaluate.py).
 """
 
 from __future__ import annotations
@@ -144,20 +147,40 @@ class BootstrapConfig:
                "must be between 0 and bootstrap.sft_examples")
 
 
+def _check_tree(cfg: Any, section: str) -> None:
+    """The tree's settings, shared by `search` and `eval_search`."""
+    for key in ("num_simulations", "branch", "rollout_branch"):
+        _check(getattr(cfg, key) >= 1, f"{section}.{key}", "must be >= 1")
+    _check(cfg.rollout_steps >= 0, f"{section}.rollout_steps", "must be >= 0")
+    _check(0.0 <= cfg.alpha <= 1.0, f"{section}.alpha", "must be in [0, 1]")
+    _check(0.0 <= cfg.end_gate <= 1.0, f"{section}.end_gate", "must be in [0, 1]")
+    _check(cfg.exploration >= 0.0, f"{section}.exploration", "must be >= 0")
+    _check(cfg.temperature >= 0.0, f"{section}.temperature", "must be >= 0 (0 is greedy)")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
-    """MCTS* and baseline settings (ALGORITHM.md; defaults are the data-generation column)."""
+    """MCTS* and baseline settings. Defaults are the authors' data-generation column (ALGORITHM.md);
+    evaluation lays `EvalSearchConfig` over them (`evaluation_search`)."""
 
     strategy: Literal["mcts_star", "cot", "sc", "bon", "tot"] = "mcts_star"
     num_simulations: int = 50
     exploration: float = 0.5  # c in UCT
     branch: int = 3  # b: candidate next steps per expansion
     rollout_steps: int = 1
-    rollout_branch: int = 3  # candidates per rollout step; the PRM keeps its favourite
+    rollout_branch: int = 1  # candidates per rollout step; the PRM keeps its favourite
     alpha: float = 0.5  # mix of the rollout's best value into the new child's value
     u_unvisited: float = 0.9  # selection bonus for an unvisited child
-    end_gate: float = 0.8  # evaluation: stop at a terminal node with v >= end_gate
+    end_gate: float = 0.8  # with early_stop: stop at a selected leaf (or a new answer) with v >= end_gate
     early_stop: bool = False  # True in evaluation; data generation runs every simulation
+    # No gated answer: answer with the highest-value node, finished by a greedy completion when it
+    # states no answer (the authors' evaluation). False: the best terminal node that states one.
+    fallback_answer: bool = False
+    # Keep the steps a rollout generates as tree nodes (not yet expanded), so the next expansion of
+    # that node reuses them and a rollout that reaches an answer leaves a solution in the tree.
+    keep_rollouts: bool = False
+    # Ask the policy whether a partial solution is solved (a step stating the answer always ends a
+    # solution without a call). The tiny arith policy never learned the question, so it is off there.
     self_critic: bool = False
     max_depth: int = 12  # a node this deep is terminal
     temperature: float = 0.7
@@ -176,23 +199,46 @@ class SearchConfig:
     # The reference schedule, for benchmarks: one generate call per candidate and one PRM call per
     # prefix, each awaited before the next (False: a node's b candidates and scores go in one call).
     sequential_calls: bool = False
+    # Write the trees of the pass's first `export_trees` questions as JSON under OUT/trees/
+    # (restmcts.viewer draws them); 0 = none.
+    export_trees: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("num_simulations", "branch", "rollout_branch", "max_depth", "max_step_tokens",
-                    "num_samples", "beam_width", "num_workers", "trees_per_worker"):
+        _check_tree(self, "search")
+        for key in ("max_depth", "max_step_tokens", "num_samples", "beam_width", "num_workers", "trees_per_worker"):
             _check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
-        _check(self.rollout_steps >= 0, "search.rollout_steps", "must be >= 0")
-        _check(0.0 <= self.alpha <= 1.0, "search.alpha", "must be in [0, 1]")
-        _check(0.0 <= self.end_gate <= 1.0, "search.end_gate", "must be in [0, 1]")
-        _check(self.exploration >= 0.0, "search.exploration", "must be >= 0")
-        _check(self.temperature >= 0.0, "search.temperature", "must be >= 0 (0 is greedy)")
         _check(1 <= self.min_workers <= self.num_workers, "search.min_workers",
                f"need 1 <= min_workers <= num_workers (got {self.min_workers} and {self.num_workers})")
         _check(self.worker_cpus >= 0, "search.worker_cpus", "must be >= 0")
         _check(_resource_name_ok(self.worker_resource), "search.worker_resource",
                f"got {self.worker_resource!r}; {_RESOURCE_RULE}")
         _check(self.worker_start_timeout_s > 0, "search.worker_start_timeout_s", "must be > 0")
+        _check(self.export_trees >= 0, "search.export_trees", "must be >= 0 (0 = export none)")
+
+
+@dataclass(frozen=True)
+class EvalSearchConfig:
+    """The tree's settings for evaluation (the authors' evaluation column, ALGORITHM.md), laid
+    over `search` by `evaluation_search`: the loop's evaluate phase and every jobs/evaluate.py
+    point use them; the loop's search passes (data generation) use `search` as it is."""
+
+    num_simulations: int = 100
+    exploration: float = 0.4
+    branch: int = 3
+    rollout_steps: int = 2
+    rollout_branch: int = 1
+    alpha: float = 0.5
+    u_unvisited: float = 0.8
+    end_gate: float = 0.9
+    early_stop: bool = True
+    fallback_answer: bool = True
+    keep_rollouts: bool = False
+    self_critic: bool = False
+    temperature: float = 0.7
+
+    def __post_init__(self) -> None:
+        _check_tree(self, "eval_search")
 
 
 @dataclass(frozen=True)
@@ -287,36 +333,59 @@ class LoopConfig:
 class EvalConfig:
     """jobs/evaluate.py: strategies at several budgets, self-training runs side by side, PRM quality.
 
-    The equal-budget grid runs every strategy in `strategies` at each of its budgets over the
-    held-out split: `sample_budgets` is N for sc and bon, `beam_budgets` the beam width k for tot
-    and `simulation_budgets` the simulations for mcts_star (cot has one budget, 1).
+    The equal-budget grid runs every strategy in `strategies` at each of its budgets over
+    `num_test` held-out questions per difficulty: `sample_budgets` is N for sc, bon and sc_prm
+    (PRM-weighted vote), all read from one pass of `max_samples` samples per question;
+    `beam_budgets` is the beam width k for tot and `simulation_budgets` the simulations for
+    mcts_star (one pass each); cot has one budget, 1. Every accuracy gets a 95% bootstrap interval
+    over questions (`resamples`), and every claim a paired test over the same questions.
     """
 
-    strategies: tuple[str, ...] = ("cot", "sc", "bon", "tot", "mcts_star")
-    sample_budgets: tuple[int, ...] = (2, 4, 8, 16)
-    beam_budgets: tuple[int, ...] = (1, 2, 3)
+    strategies: tuple[str, ...] = ("cot", "sc", "bon", "sc_prm", "tot", "mcts_star")
+    sample_budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    max_samples: int = 64  # samples per question in the one sampling pass (>= every sample budget)
+    beam_budgets: tuple[int, ...] = (1, 2, 4, 8, 16)
     # An MCTS* simulation deepens the tree by at most one step, so a budget below the solution's
     # length (5 steps on the arith test split) reaches no answer at all.
-    simulation_budgets: tuple[int, ...] = (6, 8, 12, 16)
-    # jobs/self_train.py output folders to compare (e.g. a rest_mcts run and a rest_em run).
+    simulation_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)
+    # Held-out questions per difficulty (0 = data.num_test, the loop's own evaluation size).
+    num_test: int = 0
+    # arith: the operation counts to evaluate at (each its own held-out split; the configured
+    # test split where data.arith_test_ops matches, topped up with new questions that repeat no
+    # train or test question). Empty: the configured test split only.
+    difficulties: tuple[int, ...] = ()
+    # jobs/self_train.py output folders to compare (e.g. a rest_mcts run and a rest_em run, or one
+    # of each per seed: runs are grouped by loop.algorithm and summarised as mean and spread).
     self_train_runs: tuple[str, ...] = ()
+    # The paper's iteration curves: MCTS*, the sampling strategies and CoT with the models of these
+    # iterations of the first rest_mcts run in self_train_runs (iteration 0 = its starting models).
+    curve_iterations: tuple[int, ...] = (1, 2)
+    resamples: int = 2000  # bootstrap resamples for every interval and paired test
     # PRM quality (arith): both PRMs start from the policy's backbone; the MCTS*-value PRM learns
     # from one search pass over `prm_questions` training questions, the Monte Carlo PRM from
     # rollout labels bought with the same number of policy tokens.
     prm_quality: bool = True
     prm_questions: int = 128
     prm_rollouts: int = 4  # Monte Carlo completions per prefix
-    prm_samples: int = 8  # solutions per held-out question that the PRMs are judged on
+    # Solutions per held-out question the PRMs are judged on (PRM-weighted SC and best-of-N at
+    # N = 4, 16, 64 up to this), taken from the grid's sampling pass where it has enough.
+    prm_samples: int = 64
+    prm_test_questions: int = 200  # held-out questions the PRMs are judged on (0 = all of num_test)
     prm_epochs: int = 4  # epochs each of the two PRMs trains (learners.prm_lr, micro batches as configured)
 
     def __post_init__(self) -> None:
-        known = ("cot", "sc", "bon", "tot", "mcts_star")
+        known = ("cot", "sc", "bon", "sc_prm", "tot", "mcts_star")
         for name in self.strategies:
             _check(name in known, "eval.strategies", f"unknown strategy {name!r}; allowed: {', '.join(known)}")
-        for key in ("sample_budgets", "beam_budgets", "simulation_budgets"):
-            _check(all(b >= 1 for b in getattr(self, key)), f"eval.{key}", "every budget must be >= 1")
-        for key in ("prm_questions", "prm_rollouts", "prm_samples", "prm_epochs"):
+        for key in ("sample_budgets", "beam_budgets", "simulation_budgets", "difficulties"):
+            _check(all(b >= 1 for b in getattr(self, key)), f"eval.{key}", "every value must be >= 1")
+        _check(all(b <= self.max_samples for b in self.sample_budgets), "eval.sample_budgets",
+               f"every budget must be <= eval.max_samples ({self.max_samples}); raise max_samples")
+        _check(all(i >= 0 for i in self.curve_iterations), "eval.curve_iterations", "iterations are >= 0")
+        for key in ("max_samples", "resamples", "prm_questions", "prm_rollouts", "prm_samples", "prm_epochs"):
             _check(getattr(self, key) >= 1, f"eval.{key}", "must be >= 1")
+        for key in ("num_test", "prm_test_questions"):
+            _check(getattr(self, key) >= 0, f"eval.{key}", "must be >= 0 (0 = all)")
 
 
 @dataclass(frozen=True)
@@ -336,6 +405,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    eval_search: EvalSearchConfig = field(default_factory=EvalSearchConfig)
     servers: ServersConfig = field(default_factory=ServersConfig)
     learners: LearnersConfig = field(default_factory=LearnersConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -348,6 +418,12 @@ class Config:
     def replace(self, *overrides: str) -> Config:
         """A new config with dotted overrides applied, validated like a load."""
         return from_dict(apply_overrides(self.to_dict(), list(overrides)))
+
+
+def evaluation_search(cfg: Config, **knobs: Any) -> SearchConfig:
+    """`cfg.search` with the evaluation group laid over it (and any `knobs`, e.g. a strategy's
+    budget): the settings of every evaluation pass."""
+    return dataclasses.replace(cfg.search, **{**dataclasses.asdict(cfg.eval_search), **knobs})
 
 
 # --------------------------------------------------------------------------- loading

@@ -27,7 +27,7 @@ from restmcts.search import derive_seed
 from restmcts.search.mcts import CRITIC_SUFFIX
 from restmcts.tasks.arith import ArithTask, Problem, apply, generate, parse_question, step_labels
 
-ARITH = ArithTask(DataConfig())  # the Answers (is_terminal, extract_answer) for arith text
+ARITH = ArithTask(DataConfig())  # the Answers (ends, extract_answer) for arith text
 _RESULT = re.compile(r"=\s*(-?\d+)\s*$")
 _WRONG_DELTAS = (-3, -2, -1, 1, 2, 3, 10)
 

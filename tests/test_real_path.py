@@ -92,11 +92,13 @@ def test_answers_in_smollm2_style_text():
     # The model ended its message without a marker: terminal, answer read from the last step.
     unmarked = "So she makes 9 * 2 = 18 dollars every day at the farmers' market."
     assert not gsm.is_terminal(unmarked) and gsm.extract_answer([first, unmarked]) is None
-    ends = MessageEnds(gsm, {unmarked})
-    assert ends.is_terminal(unmarked) and not ends.is_terminal(first)
+    ends = MessageEnds(gsm, {(first, unmarked)})
+    assert ends.ends([first, unmarked]) and not ends.ends([first])
     assert ends.extract_answer([first, unmarked]) == "18"
     assert ends.extract_answer([first]) is None  # a step that did not end the message reads nothing
-    assert MessageEnds(gsm, {first}).extract_answer([first]) == "9"
+    assert MessageEnds(gsm, {(first,)}).extract_answer([first]) == "9"
+    # Keyed by the whole solution: the same step text continuing another branch ends nothing.
+    assert not ends.ends([unmarked]) and ends.extract_answer(["other", unmarked]) is None
 
     math = make_task(DataConfig(task="math"))
     steps = ["We have $x = \\frac{28}{6}$, which simplifies.", "The answer is $\\frac{14}{3}$."]
@@ -104,7 +106,7 @@ def test_answers_in_smollm2_style_text():
     assert math.extract_answer(["So $r = 3$ and $\\theta = \\frac{\\pi}{2}$: \\boxed{(3, \\frac{\\pi}{2})}"]) \
         == "(3, \\frac{\\pi}{2})"
     assert math.check("(3, \\frac{\\pi}{2})", "\\left( 3, \\frac{\\pi}{2} \\right)")
-    assert MessageEnds(math, {"Hence $x = 4.5$."}).extract_answer(["Hence $x = 4.5$."]) == "4.5"
+    assert MessageEnds(math, {("Hence $x = 4.5$.",)}).extract_answer(["Hence $x = 4.5$."]) == "4.5"
     assert math.check("4.5", "\\frac{9}{2}")
 
 
@@ -129,10 +131,10 @@ def test_client_collects_the_steps_that_ended_the_message():
 
     handle = type("Handle", (), {"generate": Method(generate)})()
     client = ModelClient([handle], [handle], PromptFormat("\n\n"), SearchConfig())
-    ended: set[str] = set()
+    ended: set[tuple[str, ...]] = set()
     out = asyncio.run(client.propose("Q?", ["step one"], 3, 0, ended=ended))
     assert out == [("So it is 18.", 6), ("Next, add 2", 5), ("cut", 48)]
-    assert ended == {"So it is 18."}
+    assert ended == {("step one", "So it is 18.")}
 
 
 def test_real_configs_load():

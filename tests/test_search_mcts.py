@@ -305,3 +305,100 @@ def test_registry_names_and_unknown_strategy():
     result = run(run_strategy("mcts_star", problem.text, Models(ArithPolicy(), ArithPRM()), ARITH,
                               SearchConfig(num_simulations=5), 0))
     assert result.strategy == "mcts_star" and result.tree is not None
+
+
+# ---- the authors' evaluation: gate on the selected leaf, fallback answer, finished nodes
+
+
+def test_self_critic_solved_node_gets_its_answer_and_value_targets():
+    # The critic calls the solution solved once every operation is applied, before any answer step:
+    # the node must answer (read by a greedy completion), be judged, and lead value inference to r = +1.
+    problem, _, _, result = arith_search(seed=5, p=1.0, num_simulations=12, self_critic=True)
+    done = len(problem.ops)
+    critic_ended = [n for n in result.tree.nodes if n.depth == done and n.terminal]
+    assert critic_ended and all(n.answer == str(problem.answer) and n.finish for n in critic_ended)
+    assert all(n.finish[-1] == f"The answer is {problem.answer}" for n in critic_ended)
+    assert result.budget.finished == len(critic_ended)
+    mark_correct(result.tree, lambda a: a == str(problem.answer))
+    samples = {s.steps: s for s in infer_values(result.tree)}
+    assert all(samples[n.steps].on_correct_path and samples[n.steps].value == 1.0 for n in critic_ended)
+    assert any(tuple(s.steps) == n.steps + n.finish for s in result.solutions for n in critic_ended)
+
+
+def test_fallback_answers_with_the_best_node_finished_greedily():
+    # Two simulations cannot reach the answer of a 3-operation question: without the fallback the
+    # question scores nothing; with it the highest-value node is completed greedily.
+    problem = arith_problem(7)
+    for fallback in (False, True):
+        policy, prm = ArithPolicy(1.0), ArithPRM(noise=0.0)
+        cfg = SearchConfig(num_simulations=2, rollout_steps=0, fallback_answer=fallback)
+        result = run(mcts_star(problem.text, Models(policy, prm), ARITH, cfg, seed=0))
+        assert not any(n.answer for n in result.tree.terminals())
+        if not fallback:
+            assert result.best is None and result.budget.finished == 0
+            continue
+        deepest = max(result.tree.nodes[1:], key=lambda n: (n.v, n.depth))
+        assert result.best.answer == str(problem.answer) and result.budget.finished == 1
+        assert result.best.steps[:deepest.depth] == deepest.steps and len(result.best.steps) == len(problem.ops) + 1
+        assert result.budget.tokens == policy.tokens  # the completion is paid for
+        assert sum(n.tokens for n in result.tree.nodes) == policy.tokens
+        assert result.best in result.solutions
+
+
+def test_gate_stops_at_a_selected_leaf_rated_above_it():
+    # A PRM that rates the first step 0.95: the authors' gate stops when selection reaches it.
+    policy = ScriptedPolicy(lambda steps, n, seed: [f"x{len(steps)}.{i}" if len(steps) < 3 else "The answer is 4"
+                                                    for i in range(n)])
+    prm = ScriptedPRM(lambda steps: 0.95 if steps == ("x0.0",) else 0.2)
+    cfg = SearchConfig(num_simulations=20, early_stop=True, end_gate=0.9, rollout_steps=0, branch=2,
+                       u_unvisited=0.0, fallback_answer=True)
+    result = run(mcts_star("q", Models(policy, prm), ARITH, cfg, seed=0))
+    assert result.budget.simulations == 2  # expand the root, then select x0.0 and stop
+    assert result.best.steps[0] == "x0.0" and result.best.answer == "4"
+    assert result.budget.finished == 1
+
+
+def test_eos_ends_only_the_branch_it_ended():
+    # The same step text ends the message after one prefix and not after another.
+    from restmcts.tasks import MessageEnds
+
+    ended = {("a", "so it is 3")}
+    answers = MessageEnds(ARITH, ended)
+    assert answers.ends(("a", "so it is 3")) and not answers.ends(("b", "so it is 3"))
+
+
+# ---- rollout steps kept as nodes, duplicates accounted
+
+
+def test_kept_rollouts_become_nodes_and_reach_answers():
+    problem = arith_problem(4)
+    results = {}
+    for keep in (False, True):
+        policy, prm = ArithPolicy(1.0), ArithPRM(noise=0.0)
+        cfg = SearchConfig(num_simulations=1, rollout_steps=8, branch=3, keep_rollouts=keep)
+        results[keep] = run(mcts_star(problem.text, Models(policy, prm), ARITH, cfg, seed=0))
+    assert results[False].best is None and len(results[False].tree.nodes) == 2  # root + 1 distinct step
+    kept = results[True].tree
+    assert results[True].best.answer == str(problem.answer)  # the rollout's answer stayed in the tree
+    assert len(kept.nodes) == len(problem.ops) + 2 and all(not n.expanded for n in kept.nodes[2:])
+    assert results[True].budget.tokens == results[False].budget.tokens
+
+
+def test_expanding_a_node_with_kept_steps_asks_only_for_the_rest():
+    problem = arith_problem(4)
+    policy, prm = ArithPolicy(0.5), ArithPRM()
+    cfg = SearchConfig(num_simulations=6, rollout_steps=2, branch=3, keep_rollouts=True)
+    result = run(mcts_star(problem.text, Models(policy, prm), ARITH, cfg, seed=1))
+    asked = {steps: n for _, steps, n, _, _ in policy.calls}
+    expanded = [n for n in result.tree.nodes if n.expanded and not n.dead_end and n.depth >= 1]
+    assert expanded and any(asked.get(n.steps) == 3 - 1 for n in expanded)
+    assert all(len(n.children) <= 3 for n in result.tree.nodes)
+    assert sum(n.tokens for n in result.tree.nodes) == policy.tokens
+
+
+def test_duplicate_samples_are_paid_for_and_counted_as_wasted():
+    policy = ScriptedPolicy(lambda steps, n, seed: ["same step"] * n if not steps else ["The answer is 1"] * n)
+    prm = ScriptedPRM(lambda steps: 0.5)
+    result = run(mcts_star("q", Models(policy, prm), ARITH, SearchConfig(num_simulations=1, branch=3), seed=0))
+    assert result.budget.duplicate_steps == 2
+    assert result.budget.wasted_tokens == 2 * 3 and result.budget.tokens == policy.tokens

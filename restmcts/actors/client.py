@@ -6,7 +6,8 @@ dies (Ray restarts it). Its two methods have exactly the search core's ProposeFn
 signatures, so `Models(client.propose, client.score)` plugs into any strategy. `propose` can also
 note which steps ended at EOS (`ended`): a real chat model ends its message where its solution
 ends, whether or not its last step states the answer in a form the task recognises.
-`for_question(task)` pairs such a Models with the task's answer rules extended by those steps.
+`for_question(task)` pairs such a Models with the task's answer rules extended by those
+solutions (whole prefixes: a step text that ended one message may continue another branch).
 """
 
 from __future__ import annotations
@@ -73,12 +74,14 @@ class ModelClient:
     def for_question(self, task: Task) -> tuple[Models, MessageEnds]:
         """Models and answer rules for one question's search: every step after which the policy
         ended its message (EOS) is terminal, and its answer is read from it (MessageEnds)."""
-        ended: set[str] = set()
+        ended: set[tuple[str, ...]] = set()
         return Models(functools.partial(self.propose, ended=ended), self.score), MessageEnds(task, ended)
 
     async def propose(self, question: str, steps: Sequence[str], n: int, seed: int,
-                      temperature: float | None = None, ended: set[str] | None = None) -> list[tuple[str, int]]:
-        """ProposeFn over the servers; the text of every sample that ended at EOS goes into `ended`."""
+                      temperature: float | None = None, ended: set[tuple[str, ...]] | None = None
+                      ) -> list[tuple[str, int]]:
+        """ProposeFn over the servers; every sample that ended at EOS goes into `ended` as the
+        whole solution it finishes (`steps` plus its text)."""
         if self.cfg.sequential_calls and n > 1:  # the reference schedule: one call per candidate
             out = []
             for i in range(n):
@@ -95,7 +98,7 @@ class ModelClient:
         self.stats.policy_calls += 1
         completions = await self._call(self.policy, lambda h: h.generate.remote(request), "policy")
         if ended is not None:
-            ended.update(c.text.strip() for c in completions if c.eos and c.text.strip())
+            ended.update((*steps, c.text.strip()) for c in completions if c.eos and c.text.strip())
         return [(c.text.strip(), c.tokens) for c in completions]
 
     async def score(self, question: str, steps_list: Sequence[Sequence[str]]) -> list[float]:

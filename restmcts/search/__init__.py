@@ -1,7 +1,7 @@
 """Pure search core: MCTS*, value inference and baselines (no ray, torch, vllm or I/O).
 
 Models come in through two async callables (`Models.propose`, `Models.score`); the task through
-`Answers` (is_terminal, extract_answer). Every strategy returns a SearchResult with a Budget.
+`Answers` (ends, extract_answer). Every strategy returns a SearchResult with a Budget.
 """
 
 from restmcts.search.baselines import best_of_n, cot, rest_em_filter, self_consistency, tot

@@ -40,13 +40,13 @@ async def sample_chain(calls: Calls, answers: Answers, cfg: SearchConfig, seed: 
     """One chain, step by step, continuing `prefix` (its steps are part of the returned chain)."""
     steps = prefix
     while len(steps) < cfg.max_depth:
-        texts, _ = await calls.propose(steps, 1, derive_seed(seed, len(steps)), temperature)
-        step = calls.clean(texts[:1])
+        texts, tokens = await calls.propose(steps, 1, derive_seed(seed, len(steps)), temperature)
+        step = calls.clean(texts[:1], tokens[:1])
         if not step:
             calls.budget.dead_ends += 1
             return Chain(steps, False, None)
         steps += (step[0],)
-        if answers.is_terminal(step[0]):
+        if answers.ends(steps):
             break
     return Chain(steps, True, answers.extract_answer(steps))
 
@@ -109,7 +109,7 @@ async def tot(question: str, models: Models, answers: Answers, cfg: SearchConfig
         frontier = []
         for i in top:
             steps = candidates[i]
-            if answers.is_terminal(steps[-1]) or depth == cfg.max_depth:
+            if answers.ends(steps) or depth == cfg.max_depth:
                 solutions.append(Solution(steps, answers.extract_answer(steps), values[i]))
             else:
                 frontier.append(steps)
@@ -124,8 +124,8 @@ async def _propose_all(calls: Calls, frontier: list[tuple[str, ...]], cfg: Searc
     proposals = await asyncio.gather(*(
         calls.propose(p, cfg.branch, derive_seed(seed, i), cfg.temperature) for i, p in enumerate(frontier)))
     candidates = []
-    for prefix, (texts, _) in zip(frontier, proposals, strict=True):
-        steps = calls.clean(texts)
+    for prefix, (texts, tokens) in zip(frontier, proposals, strict=True):
+        steps = calls.clean(texts, tokens)
         if not steps:
             calls.budget.dead_ends += 1
         candidates += [prefix + (s,) for s in steps]

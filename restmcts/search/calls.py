@@ -2,8 +2,9 @@
 
 Every strategy goes through `Calls`, so tokens, policy calls and PRM calls are counted the same
 way everywhere and strategies compare at equal budget. Bad model output is repaired here, never
-raised: empty and duplicate steps are dropped (`clean_steps`), and PRM scores that are NaN/inf
-become 0 and scores outside [0, 1] are clipped (`clip_scores`), each counted in the Budget.
+raised: empty and duplicate steps are dropped (`clean_steps`; their tokens were paid and count in
+`budget.tokens`, and again in `budget.wasted_tokens`), and PRM scores that are NaN/inf become 0
+and scores outside [0, 1] are clipped (`clip_scores`), each counted in the Budget.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ class Calls:
         self.budget = budget if budget is not None else Budget()
 
     async def propose(self, steps: Sequence[str], n: int, seed: int, temperature: float | None = None,
-                      question: str | None = None) -> tuple[list[str], int]:
-        """`n` sampled next steps after `steps` and the policy tokens they cost."""
+                      question: str | None = None) -> tuple[list[str], list[int]]:
+        """`n` sampled next steps after `steps`, and the policy tokens each one cost."""
         question = self.question if question is None else question
         out = await self.models.propose(question, steps, n, seed, temperature)
-        tokens = sum(int(t) for _, t in out)
+        tokens = [int(t) for _, t in out]
         self.budget.policy_calls += 1
-        self.budget.tokens += tokens
+        self.budget.tokens += sum(tokens)
         return [text for text, _ in out], tokens
 
     async def score(self, prefixes: Sequence[Sequence[str]]) -> list[float]:
@@ -39,22 +40,25 @@ class Calls:
         self.budget.prm_calls += len(prefixes)
         return clip_scores(raw, len(prefixes), self.budget)
 
-    def clean(self, texts: Sequence[str], taken: Sequence[str] = ()) -> list[str]:
-        return clean_steps(texts, self.budget, taken)
+    def clean(self, texts: Sequence[str], tokens: Sequence[int], taken: Sequence[str] = ()) -> list[str]:
+        return clean_steps(texts, tokens, self.budget, taken)
 
 
-def clean_steps(texts: Sequence[str], budget: Budget, taken: Sequence[str] = ()) -> list[str]:
-    """Stripped steps without empties or duplicates (of each other or of `taken`), in order."""
+def clean_steps(texts: Sequence[str], tokens: Sequence[int], budget: Budget, taken: Sequence[str] = ()) -> list[str]:
+    """Stripped steps without empties or duplicates (of each other or of `taken`), in order; the
+    tokens of every dropped sample count in `budget.wasted_tokens`."""
     seen, out = set(taken), []
-    for text in texts:
+    for text, cost in zip(texts, tokens, strict=True):
         step = text.strip()
-        if not step:
-            budget.empty_steps += 1
-        elif step in seen:
-            budget.duplicate_steps += 1
-        else:
+        if step and step not in seen:
             seen.add(step)
             out.append(step)
+            continue
+        if not step:
+            budget.empty_steps += 1
+        else:
+            budget.duplicate_steps += 1
+        budget.wasted_tokens += cost
     return out
 
 

@@ -30,7 +30,7 @@ async def monte_carlo_labels(question: str, models: Models, answers: Answers, cf
 
     async def label(k: int) -> float:
         prefix = solution.steps[:k]
-        if answers.is_terminal(prefix[-1]):
+        if answers.ends(prefix):
             return float(check(answers.extract_answer(prefix)))
         chains = await asyncio.gather(*(
             sample_chain(calls, answers, cfg, derive_seed(seed, "mc-rollout", k, r), cfg.temperature, prefix)

@@ -26,11 +26,11 @@ _VALUES = {s: (i * 37 % 101) / 100 for i, s in enumerate(_STEPS)}
 
 
 class _InstantAnswers:
-    def is_terminal(self, step: str) -> bool:
-        return step.startswith("The answer is")
+    def ends(self, steps: Sequence[str]) -> bool:
+        return bool(steps) and steps[-1].startswith("The answer is")
 
     def extract_answer(self, steps: Sequence[str]) -> str | None:
-        return steps[-1][14:] if steps and self.is_terminal(steps[-1]) else None
+        return steps[-1][14:] if self.ends(steps) else None
 
 
 async def _propose(question: str, steps: Sequence[str], n: int, seed: int,

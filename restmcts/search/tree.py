@@ -6,6 +6,13 @@ Contracts:
 - A terminal node is a leaf: it states a final answer or sits at `max_depth` (or the self-critic
   said "solved"). A dead end is a leaf whose expansion produced no usable step; it is never
   selected again.
+- `expanded` says the node's own expansion ran. Selection walks down through expanded nodes
+  only, so a node that has children from a kept rollout (`search.keep_rollouts`) but was never
+  expanded is still a leaf to expand. `open_leaves` counts nodes neither expanded, terminal nor
+  dead: when it reaches 0 the tree is fully explored.
+- `finish` holds the steps of a greedy completion that was run after the node to read an answer
+  from it (the evaluation's fallback, or a node the self-critic called solved); the node's
+  solution is `steps + finish`.
 - `to_dict()` / `from_dict()` use nested `{"step", "terminal", "correct", "children", ...}`
   dicts (root step ""); `from_dict` needs only those four keys and reads the others when present.
 - Per-node accounting: `tokens` and `prm_calls` are what the calls made *at* this node cost
@@ -31,10 +38,13 @@ class Node:
     parent: Node | None
     n: int = 0  # visit count n_C
     v: float = 0.0  # quality value v_C in [0, 1]
+    prior: float = 0.0  # the PRM's score of p_C when the node was added (v before rollouts and backups)
     terminal: bool = False
     answer: str | None = None  # extracted final answer (terminal nodes only)
     correct: bool | None = None  # set by mark_correct on terminal nodes
     dead_end: bool = False  # expanded to nothing usable; selection skips it
+    expanded: bool = False  # its expansion ran (selection descends through expanded nodes only)
+    finish: tuple[str, ...] = ()  # greedy completion steps after this node that gave its answer
     tokens: int = 0  # policy tokens spent by calls made at this node
     prm_calls: int = 0  # prefixes the PRM scored for calls made at this node
     children: list[Node] = field(default_factory=list)
@@ -56,25 +66,38 @@ class Tree:
         self.open_leaves = 1  # leaves that are neither terminal nor dead ends (still expandable)
 
     def add_child(self, parent: Node, step: str, v: float = 0.0, terminal: bool = False,
-                  answer: str | None = None) -> Node:
-        if not parent.children and not parent.terminal and not parent.dead_end:
-            self.open_leaves -= 1  # the parent stops being an expandable leaf
-        child = Node(len(self.nodes), step, parent.steps + (step,), parent, v=v, terminal=terminal,
+                  answer: str | None = None, expands_parent: bool = True) -> Node:
+        """A new child of `parent` (PRM value `v`). It marks the parent expanded, unless it is a
+        step kept from a rollout (`expands_parent=False`)."""
+        if expands_parent:
+            self.mark_expanded(parent)
+        child = Node(len(self.nodes), step, parent.steps + (step,), parent, v=v, prior=v, terminal=terminal,
                      answer=answer)
         parent.children.append(child)
         self.nodes.append(child)
         self.open_leaves += not terminal
         return child
 
+    def mark_expanded(self, node: Node) -> None:
+        """`node`'s expansion ran: it stops being an expandable leaf."""
+        if self.is_open(node):
+            self.open_leaves -= 1
+        node.expanded = True
+
     def mark_dead_end(self, node: Node) -> None:
         """No usable step follows `node`; parents whose children are all dead ends die too."""
-        if not node.children and not node.terminal and not node.dead_end:
+        if self.is_open(node):
             self.open_leaves -= 1
+        node.expanded = True
         node.dead_end = True
         parent = node.parent
         while parent is not None and all(c.dead_end for c in parent.children):
             parent.dead_end = True
             parent = parent.parent
+
+    @staticmethod
+    def is_open(node: Node) -> bool:
+        return not (node.expanded or node.terminal or node.dead_end)
 
     def terminals(self) -> Iterator[Node]:
         return (node for node in self.nodes if node.terminal)
@@ -98,11 +121,13 @@ class Tree:
         tree = cls(question, seed)
         tree.root.n, tree.root.v = int(d.get("n", 0)), float(d.get("v", 0.0))
         _add_children(tree, tree.root, d)
+        if d.get("expanded", bool(tree.root.children)):
+            tree.mark_expanded(tree.root)
         return tree
 
 
 def to_solution(node: Node) -> Solution:
-    return Solution(node.steps, node.answer, node.v, node.correct)
+    return Solution(node.steps + node.finish, node.answer, node.v, node.correct)
 
 
 def mark_correct(tree: Tree, check: Callable[[str | None], bool]) -> None:
@@ -114,7 +139,8 @@ def mark_correct(tree: Tree, check: Callable[[str | None], bool]) -> None:
 def _node_dict(node: Node) -> dict[str, Any]:
     return {
         "step": node.step, "terminal": node.terminal, "correct": node.correct, "answer": node.answer,
-        "n": node.n, "v": node.v, "dead_end": node.dead_end, "tokens": node.tokens,
+        "n": node.n, "v": node.v, "prior": node.prior, "dead_end": node.dead_end,
+        "expanded": node.expanded, "finish": list(node.finish), "tokens": node.tokens,
         "prm_calls": node.prm_calls, "children": [_node_dict(c) for c in node.children],
     }
 
@@ -122,10 +148,14 @@ def _node_dict(node: Node) -> dict[str, Any]:
 def _add_children(tree: Tree, parent: Node, d: dict[str, Any]) -> None:
     for cd in d.get("children", []):
         child = tree.add_child(parent, cd["step"], float(cd.get("v", 0.0)), bool(cd["terminal"]),
-                               cd.get("answer"))
+                               cd.get("answer"), expands_parent=False)
         child.correct = cd.get("correct")
         child.n = int(cd.get("n", 0))
+        child.prior = float(cd.get("prior", child.v))
         child.tokens, child.prm_calls = int(cd.get("tokens", 0)), int(cd.get("prm_calls", 0))
+        child.finish = tuple(cd.get("finish", ()))
         _add_children(tree, child, cd)
         if cd.get("dead_end"):
             tree.mark_dead_end(child)
+        elif cd.get("expanded", bool(child.children)):
+            tree.mark_expanded(child)

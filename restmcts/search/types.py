@@ -34,7 +34,10 @@ class ScoreFn(Protocol):
 class Answers(Protocol):
     """The pure part of a task that the search needs (see restmcts.tasks.base.Task)."""
 
-    def is_terminal(self, step: str) -> bool: ...
+    def ends(self, steps: Sequence[str]) -> bool:
+        """True when the solution `steps` is finished after its last step (it states an answer,
+        or the policy ended its message there). Keyed by the whole prefix, not the step text."""
+        ...
 
     def extract_answer(self, steps: Sequence[str]) -> str | None: ...
 
@@ -55,6 +58,8 @@ class Budget:
     bad_scores: int = 0  # PRM outputs that were NaN/inf (scored 0) or outside [0, 1] (clipped)
     empty_steps: int = 0  # proposed steps dropped as empty
     duplicate_steps: int = 0  # proposed steps dropped as duplicates of a sibling
+    wasted_tokens: int = 0  # policy tokens of the samples dropped as empty or duplicate (paid, unused)
+    finished: int = 0  # nodes finished by a greedy completion to read an answer (fallback, self-critic)
     dead_ends: int = 0  # expansions (or chains) left with no usable step
     simulations: int = 0  # MCTS* simulations run, terminal revisits included (0 for the baselines)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from restmcts.config import DataConfig
@@ -152,10 +152,40 @@ class ArithTask:
             problems = problems[:limit]
         return [Question(f"arith-{split}-{i}", p.text, str(p.answer)) for i, p in enumerate(problems)]
 
+    def held_out(self, num_ops: int | None, size: int, exclude: Collection[str] = ()) -> list[Question]:
+        """`size` held-out questions with `num_ops` operations (None: the test split's), for
+        evaluation at a chosen difficulty.
+
+        The test split comes first when it has `num_ops` operations (same ids as `questions("test")`);
+        the rest are drawn from their own seeded stream (so the train and test splits stay as they
+        are) and repeat no train or test question, nor any text in `exclude`."""
+        cfg = self.cfg
+        num_ops = cfg.arith_test_ops if num_ops is None else num_ops
+        test = self.problems("test")
+        out = [Question(f"arith-test-{i}", p.text, str(p.answer))
+               for i, p in enumerate(test[:size] if num_ops == cfg.arith_test_ops else [])]
+        seen = {p.text for p in self.problems("train")} | {p.text for p in test} | set(exclude)
+        rng = random.Random(f"arith-{self.seed}-heldout-{num_ops}")
+        attempts = 0
+        while len(out) < size:
+            attempts += 1
+            if attempts > 50 * size:
+                raise ValueError(f"eval.num_test: found only {len(out)} distinct {num_ops}-operation questions "
+                                 "outside the train and test splits; lower eval.num_test or raise "
+                                 "data.arith_operand_max / arith_start_max")
+            p = generate(rng, num_ops, cfg)
+            if p.text not in seen:
+                seen.add(p.text)
+                out.append(Question(f"arith-ops{num_ops}-{len(out)}", p.text, str(p.answer)))
+        return out
+
     # ---- answers
 
     def is_terminal(self, step: str) -> bool:
         return states_answer(step)
+
+    def ends(self, steps: Sequence[str]) -> bool:
+        return bool(steps) and states_answer(steps[-1])
 
     def extract_answer(self, steps: Sequence[str]) -> str | None:
         return extract_answer(steps)

@@ -1,6 +1,6 @@
 """What a task is: a question source, answer extraction and answer checking.
 
-The search core only needs `is_terminal` and `extract_answer` (pure string functions); the
+The search core only needs `ends` and `extract_answer` (pure string functions); the
 worker calls `check` on finished solutions, and `unmarked_answer` for a solution whose last step
 ended the policy's message without stating an answer. A task never touches models.
 """
@@ -49,6 +49,9 @@ class Task(Protocol):
     def is_terminal(self, step: str) -> bool:
         """True when this step states a final answer."""
 
+    def ends(self, steps: Sequence[str]) -> bool:
+        """True when the solution `steps` is finished: its last step states a final answer."""
+
     def extract_answer(self, steps: Sequence[str]) -> str | None:
         """The final answer stated by a solution, or None when it states none."""
 
@@ -61,20 +64,22 @@ class Task(Protocol):
 
 
 class MessageEnds:
-    """A task's answer rules, plus: every step in `ended` (the policy ended its message after it)
-    is terminal, and a solution whose last step is such a step and states no answer in the task's
-    form answers what `task.unmarked_answer` reads from it. Used by the search workers (steps
-    collected by `ModelClient.propose(..., ended=...)`) and by Monte Carlo labelling."""
+    """A task's answer rules, plus: every solution in `ended` (the policy ended its message after
+    its last step) is finished, and such a solution that states no answer in the task's form
+    answers what `task.unmarked_answer` reads from its last step. `ended` holds whole prefixes
+    (tuples of steps), never bare step texts: a step that ended one message may continue another
+    branch. Used by the search workers (prefixes collected by `ModelClient.propose(..., ended=...)`)
+    and by Monte Carlo labelling."""
 
-    def __init__(self, task: Task, ended: set[str]) -> None:
+    def __init__(self, task: Task, ended: set[tuple[str, ...]]) -> None:
         self.task = task
         self.ended = ended
 
-    def is_terminal(self, step: str) -> bool:
-        return step in self.ended or self.task.is_terminal(step)
+    def ends(self, steps: Sequence[str]) -> bool:
+        return tuple(steps) in self.ended or self.task.ends(steps)
 
     def extract_answer(self, steps: Sequence[str]) -> str | None:
         answer = self.task.extract_answer(steps)
-        if answer is None and steps and steps[-1] in self.ended:
+        if answer is None and tuple(steps) in self.ended:
             answer = self.task.unmarked_answer(steps[-1])
         return answer

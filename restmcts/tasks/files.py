@@ -218,5 +218,8 @@ class FileTask:
     def is_terminal(self, step: str) -> bool:
         return states_answer(step)
 
+    def ends(self, steps: Sequence[str]) -> bool:
+        return bool(steps) and states_answer(steps[-1])
+
     def check(self, answer: str | None, gold: str) -> bool:
         return check_answer(answer, gold, self.cfg.check_timeout_s)
