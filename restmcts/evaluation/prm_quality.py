@@ -6,13 +6,17 @@
             through the same questions, in order, until it has spent at least that many tokens.
 2. train    two PRMs from the policy's backbone (a fresh value head), one per label set, with the
             same learners, learning rate and `eval.prm_epochs`.
-3. judge    `eval.prm_samples` solutions per held-out question are sampled once; each PRM (and the
-            bootstrap PRM the loop starts from) is loaded into the live PRM server and scores every
-            prefix. Reported: per-step AUROC against the task's true step labels (arith; None for
-            tasks without them), pooled and within each depth; PRM-weighted self-consistency and
-            best-of-N, with a solution scored by its minimum prefix value and by its last one.
-            The bootstrap PRM is scored first, as the servers hold it; the last PRM judged stays
-            loaded (jobs/evaluate.py shuts the servers down next).
+3. judge    `eval.prm_samples` solutions per held-out question (the first `eval.prm_test_questions`
+            of the grid's first split), sampled once: the first chains of the grid's sampling pass
+            where it drew enough, else a pass of their own. Each PRM (and the bootstrap PRM the
+            loop starts from) is loaded into the live PRM server and scores every prefix.
+            Reported, as the paper's Table 3: PRM-weighted self-consistency (SC + PRM) and PRM
+            best-of-N at N = 4, 16, 64 (up to `eval.prm_samples`; a solution scored by its
+            minimum prefix value, each N the first N solutions of a question); at all samples also
+            with the last prefix's value; and, secondary, per-step AUROC against the task's true
+            step labels (arith; None for tasks without them), pooled and within each depth. The
+            bootstrap PRM is scored from model.prm; the last PRM judged stays loaded
+            (jobs/evaluate.py shuts the servers down next).
 
 Every stage writes its output under `DIR/prm/` and a rerun reuses what is there.
 """
@@ -50,6 +54,12 @@ class PRMQuality:
     # instead of the minimum over prefixes (Math-Shepherd).
     weighted_sc_last_accuracy: float | None = None
     best_of_n_last_accuracy: float | None = None
+    # The paper's Table 3: (N, SC + PRM accuracy, best-of-N accuracy) over the first N solutions of
+    # each question, min-prefix scoring, for N in TABLE_N up to eval.prm_samples.
+    by_n: tuple[tuple[int, float, float], ...] = ()
+
+
+TABLE_N = (4, 16, 64)
 
 
 @dataclass(frozen=True)
@@ -62,21 +72,31 @@ class HeldOut:
 
 
 def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question], test: list[Question],
-                    out: str) -> tuple[list[PRMQuality], HeldOut]:
+                    out: str, samples: str | None = None,
+                    ) -> tuple[list[PRMQuality], HeldOut, dict[tuple[str, str], list[float]]]:
+    """The PRMs judged on `test`; `samples`: a traces file with at least eval.prm_samples chains
+    per question to judge them on (the grid's sampling pass). Also returns per-question scores
+    at all samples, keyed (PRM name, "sc_prm" | "bon"), for paired tests."""
     d = f"{out}/prm"
     mcts = _mcts_values(cfg, servers, train[: cfg.eval.prm_questions], d)
     mc = _monte_carlo_values(cfg, servers, task, train, mcts["tokens"], d)
     trained = {name: _train(cfg, name, f"{d}/{name}.parquet", f"{d}/{name}") for name in ("mcts_values", "monte_carlo")}
-    solutions = _heldout_solutions(cfg, servers, test, d)
+    solutions = _heldout_solutions(cfg, servers, test, d, samples)
     checkpoints = {"bootstrap": cfg.model.prm, **trained}
     sources = {"bootstrap": "the PRM the loop starts from (model.prm)",
                "mcts_values": "values inferred from MCTS* trees", "monte_carlo": "Monte Carlo rollout labels"}
     spent = {"mcts_values": mcts, "monte_carlo": mc}
     labels = getattr(task, "step_labels", None)
     truth = [labels(t.question, t.steps) for t in solutions] if labels else None  # per solution, per step
-    rows = []
+    ids = [q.id for q in test]
+    sizes = [n for n in TABLE_N if n < cfg.eval.prm_samples] + [cfg.eval.prm_samples]
+    rows, per_question = [], {}
     for name, path in checkpoints.items():
-        scores = _score_all(cfg, servers, None if name == "bootstrap" else path, solutions)
+        scores = _score_all(cfg, servers, path, solutions)
+        by_n = tuple((n, _mean(_pick_scores(solutions, scores, weighted_vote, ids, n)),
+                      _mean(_pick_scores(solutions, scores, best_of_n, ids, n))) for n in sizes)
+        per_question[(name, "sc_prm")] = _pick_scores(solutions, scores, weighted_vote, ids)
+        per_question[(name, "bon")] = _pick_scores(solutions, scores, best_of_n, ids)
         rows.append(PRMQuality(
             name=name, labels=sources[name],
             train_questions=spent.get(name, {}).get("questions", 0),
@@ -88,13 +108,18 @@ def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question],
             depth_auroc=_depth_auroc(scores, truth) if truth is not None else None,
             weighted_sc_last_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test), last=True),
             best_of_n_last_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test), last=True),
+            by_n=by_n,
         ))
     step_truth = [ok for oks in truth for ok in oks] if truth is not None else []
     unweighted = [[1.0] * len(t.steps) for t in solutions]
     held = HeldOut(len(test), len(solutions), len(step_truth),
                    sum(step_truth) / len(step_truth) if step_truth else None,
                    _pick_accuracy(solutions, unweighted, weighted_vote, len(test)))
-    return rows, held
+    return rows, held, per_question
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
 
 
 # --------------------------------------------------------------------------- label
@@ -164,24 +189,33 @@ def _train(cfg: Config, name: str, data: str, path: str) -> str:
 # --------------------------------------------------------------------------- judge
 
 
-def _heldout_solutions(cfg: Config, servers: Any, test: list[Question], d: str) -> list[Trace]:
+def _heldout_solutions(cfg: Config, servers: Any, test: list[Question], d: str,
+                       samples: str | None = None) -> list[Trace]:
+    """The first eval.prm_samples solutions of each of `test`'s questions, in the order drawn."""
     from restmcts.actors.search_pass import run_pass
+    from restmcts.config import evaluation_search
+    from restmcts.evaluation.grid import search_config
 
-    path = f"{d}/heldout_solutions.parquet"
+    path = samples or f"{d}/heldout_solutions.parquet"
     if not replay.exists(path):
-        search_cfg = dataclasses.replace(cfg.search, strategy="sc", num_samples=cfg.eval.prm_samples)
+        search_cfg = search_config(evaluation_search(cfg), "sc", cfg.eval.prm_samples)
         run_pass(cfg, servers, test, search_cfg, 0, d, traces_name="heldout_solutions.parquet", values_name=None,
                  label="prm held-out solutions")
-    return [t for t in replay.read_traces(path) if t.steps]
+    wanted = {q.id for q in test}
+    kept: dict[str, int] = defaultdict(int)
+    out = []
+    for t in replay.read_traces(path):
+        if t.question_id in wanted and t.steps and kept[t.question_id] < cfg.eval.prm_samples:
+            kept[t.question_id] += 1
+            out.append(t)
+    return out
 
 
-def _score_all(cfg: Config, servers: Any, prm_path: str | None, solutions: list[Trace]) -> list[list[float]]:
-    """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s
-    weights (None: as it is)."""
+def _score_all(cfg: Config, servers: Any, prm_path: str, solutions: list[Trace]) -> list[list[float]]:
+    """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s weights."""
     from restmcts.models import read_weights
 
-    if prm_path is not None:
-        servers.sync_weights(prm_state=read_weights(prm_path))
+    servers.sync_weights(prm_state=read_weights(prm_path))
 
     async def score() -> list[list[float]]:
         client = _client(cfg, servers)
@@ -241,9 +275,30 @@ def _pick_accuracy(solutions: Sequence[Trace], scores: Sequence[Sequence[float]]
     """Accuracy over `n_questions` held-out questions when `pick` chooses among each question's
     solutions that state an answer (value: min over prefixes, or the last prefix's with `last`);
     a question with none counts wrong."""
+    right = sum(pick(c).correct for c in _candidates(solutions, scores, last).values())
+    return right / n_questions if n_questions else 0.0
+
+
+def _pick_scores(solutions: Sequence[Trace], scores: Sequence[Sequence[float]], pick: Pick,
+                 question_ids: Sequence[str], n: int | None = None, last: bool = False) -> list[float]:
+    """Per question in `question_ids`: 1.0 when `pick` over its first `n` solutions (all: None)
+    chooses a correct one; a question without an answered solution among them scores 0."""
+    firsts: list[Trace] = []
+    kept: dict[str, int] = defaultdict(int)
+    chosen_scores = []
+    for t, vs in zip(solutions, scores, strict=True):
+        if n is None or kept[t.question_id] < n:
+            kept[t.question_id] += 1
+            firsts.append(t)
+            chosen_scores.append(vs)
+    by_question = _candidates(firsts, chosen_scores, last)
+    return [1.0 if q in by_question and pick(by_question[q]).correct else 0.0 for q in question_ids]
+
+
+def _candidates(solutions: Sequence[Trace], scores: Sequence[Sequence[float]],
+                last: bool) -> dict[str, list[tuple[Trace, float]]]:
     by_question: dict[str, list[tuple[Trace, float]]] = defaultdict(list)
     for t, vs in zip(solutions, scores, strict=True):
         if t.answer is not None:
             by_question[t.question_id].append((t, vs[-1] if last else min(vs)))
-    right = sum(pick(c).correct for c in by_question.values())
-    return right / n_questions if n_questions else 0.0
+    return by_question

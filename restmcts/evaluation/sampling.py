@@ -1,0 +1,77 @@
+"""Sampling baselines from one set of samples per question, subsampled for smaller N.
+
+One PRM best-of-N pass with N = `eval.max_samples` samples every question's chains (seeded per
+chain index, so its first N chains are exactly the chains a pass with N samples draws) and
+scores each answered chain with the PRM (`search.bon_aggregate`: min over prefixes or the last
+prefix). Every smaller N reads the first N chains of that pass:
+
+    sc       majority vote over the answers (ties: the answer seen first)
+    bon      the chain with the highest PRM value (ties: the first)
+    sc_prm   votes weighted by each chain's PRM value (ties: the answer seen first)
+
+A chain whose step came back empty ended without a row in the traces; such chains are counted
+as the last of the question's samples (their place in the order is not recorded). Tokens, PRM
+calls and seconds for N are the pass's per-question figures times N / max_samples (the pass
+records spend per question, not per chain).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from restmcts.replay import Trace
+
+SAMPLING = ("sc", "bon", "sc_prm")
+
+
+def majority_pick(rows: Sequence[Trace]) -> Trace | None:
+    answered = [t for t in rows if t.answer is not None]
+    if not answered:
+        return None
+    counts: dict[str, int] = defaultdict(int)
+    for t in answered:
+        counts[t.answer] += 1  # type: ignore[index]
+    top = max(counts.values())
+    return next(t for t in answered if counts[t.answer] == top)  # type: ignore[index]
+
+
+def best_pick(rows: Sequence[Trace]) -> Trace | None:
+    answered = [t for t in rows if t.answer is not None]
+    return max(answered, key=lambda t: t.value or 0.0) if answered else None
+
+
+def weighted_pick(rows: Sequence[Trace]) -> Trace | None:
+    answered = [t for t in rows if t.answer is not None]
+    if not answered:
+        return None
+    weight: dict[str, float] = defaultdict(float)
+    for t in answered:
+        weight[t.answer] += t.value or 0.0  # type: ignore[index]
+    top = max(weight.values())
+    return next(t for t in answered if weight[t.answer] == top)  # type: ignore[index]
+
+
+PICKS = {"sc": majority_pick, "bon": best_pick, "sc_prm": weighted_pick}
+
+
+def by_question(traces: Sequence[Trace]) -> dict[str, list[Trace]]:
+    """Each question's rows, in the order its chains were drawn."""
+    rows: dict[str, list[Trace]] = defaultdict(list)
+    for t in traces:
+        rows[t.question_id].append(t)
+    return rows
+
+
+def subsample_scores(traces: Sequence[Trace], question_ids: Sequence[str], strategy: str, n: int) -> list[float]:
+    """Per question (in `question_ids` order): 1.0 when `strategy` over its first `n` chains picks a
+    correct answer, else 0.0 (no answered chain: wrong)."""
+    if strategy not in PICKS:
+        raise ValueError(f"subsample_scores: unknown sampling strategy {strategy!r}; allowed: {', '.join(PICKS)}")
+    rows = by_question(traces)
+    pick = PICKS[strategy]
+    out = []
+    for qid in question_ids:
+        chosen = pick(rows.get(qid, [])[:n])
+        out.append(1.0 if chosen is not None and chosen.correct else 0.0)
+    return out
