@@ -5,7 +5,9 @@
 
 Starts a local Ray on 127.0.0.1 unless it runs on a cluster (`ray job submit` or RAY_ADDRESS).
 Writes OUT/traces.parquet, OUT/values.parquet and OUT/summary.json. Rerunning the same
-command after a crash resumes the pass without duplicating rows.
+command after a crash resumes the pass without duplicating rows. With `search.export_trees=N`
+it also writes the trees of the first N questions to OUT/trees/<question_id>.json; draw one
+with `python -m restmcts.viewer OUT/trees/<question_id>.json -o tree.html`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from restmcts.tasks import make_task  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, out = parse_job_args(__doc__.splitlines()[0], argv)
+    cfg, out = parse_job_args(__doc__.splitlines()[0], argv, checkpoints=True)
     task = make_task(cfg.data, seed=cfg.loop.seed)
     questions = task.questions("train", cfg.data.num_questions)
     init_ray(cfg.ray)

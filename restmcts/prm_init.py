@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from restmcts.config import BootstrapConfig
+from restmcts.progress import progress
 from restmcts.prompt import PromptFormat
 from restmcts.tasks import MessageEnds, Task
 
@@ -48,22 +49,23 @@ def mc_value_samples(policy: Any, tok: Any, fmt: PromptFormat, items: Sequence[t
 
     A completion that ended at EOS ends its solution where it stops (MessageEnds), as in the search."""
     solutions = generate_ended(policy, tok, [fmt.prompt(q) for q, _ in items], b.temperature,
-                               b.max_new_tokens, phase_seed(b.seed, "mc-solutions"), b.gen_batch_size)
+                               b.max_new_tokens, phase_seed(b.seed, "mc-solutions"), b.gen_batch_size,
+                               what="solutions")
 
     def split(text: str, ended: bool) -> tuple[list[str], MessageEnds]:
         steps = to_steps(text, fmt.delimiter, task.is_terminal)
-        return steps, MessageEnds(task, {steps[-1]} if ended and steps else set())
+        return steps, MessageEnds(task, {tuple(steps)} if ended and steps else set())
 
     def correct(gold: str, steps: Sequence[str], answers: MessageEnds) -> bool:
         return task.check(answers.extract_answer(steps), gold)
 
     prefixes = [(q, g, tuple(steps[:k]), answers) for (q, g), (t, ended) in zip(items, solutions, strict=True)
                 for steps, answers in [split(t, ended)] for k in range(1, len(steps) + 1)]
-    open_ = [(q, g, s) for q, g, s, answers in prefixes if not answers.is_terminal(s[-1])]
+    open_ = [(q, g, s) for q, g, s, answers in prefixes if not answers.ends(s)]
     open_.sort(key=lambda qgs: -len(qgs[2]))  # similar rollout lengths share a batch
     prompts = [fmt.render(q, s) for q, _, s in open_ for _ in range(b.prm_rollouts)]
     rollouts = generate_ended(policy, tok, prompts, b.temperature, b.max_new_tokens,
-                              phase_seed(b.seed, "mc-rollouts"), b.gen_batch_size)
+                              phase_seed(b.seed, "mc-rollouts"), b.gen_batch_size, what="rollouts")
     wins: dict[tuple[str, tuple[str, ...]], float] = {}
     for i, (q, g, s) in enumerate(open_):
         done = [(list(s) + steps, answers) for text, ended in rollouts[i * b.prm_rollouts:(i + 1) * b.prm_rollouts]
@@ -90,9 +92,12 @@ def prm_values(prm: Any, tok: Any, texts: Sequence[str], batch_size: int) -> lis
     """sigmoid(PRM logit) for each rendered (question, prefix) text."""
     prm.eval()
     values: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        ids, mask = pad_right([encode(tok, t) for t in texts[start:start + batch_size]], tok.pad_token_id, prm.device)
-        values += torch.sigmoid(prm(input_ids=ids, attention_mask=mask).logits[:, 0].float()).tolist()
+    with progress(len(texts), phase_desc("PRM scores"), unit="prefixes") as bar:
+        for start in range(0, len(texts), batch_size):
+            ids, mask = pad_right([encode(tok, t) for t in texts[start:start + batch_size]], tok.pad_token_id,
+                                  prm.device)
+            values += torch.sigmoid(prm(input_ids=ids, attention_mask=mask).logits[:, 0].float()).tolist()
+            bar.update(len(ids))
     return values
 
 
@@ -107,23 +112,26 @@ def generate(model: Any, tok: Any, prompts: Sequence[str], temperature: float, m
 
 @torch.no_grad()
 def generate_ended(model: Any, tok: Any, prompts: Sequence[str], temperature: float, max_new_tokens: int,
-                   seed: int, batch_size: int) -> list[tuple[str, bool]]:
+                   seed: int, batch_size: int, what: str = "generate") -> list[tuple[str, bool]]:
     """(completion, whether it ended at EOS) per prompt; greedy when temperature is 0.
 
     Batches are left-padded; batch `i` samples under torch seed `seed + i`, so the output
-    depends only on the prompts, the seed and the batch size."""
+    depends only on the prompts, the seed and the batch size. `what` names the work in the
+    progress lines."""
     model.eval()
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} \
         if temperature > 0 else {"do_sample": False}
     out: list[tuple[str, bool]] = []
-    for i, start in enumerate(range(0, len(prompts), batch_size)):
-        enc = tok(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
-                  padding_side="left", add_special_tokens=False).to(model.device)
-        torch.manual_seed(seed + i)
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id, **sampling)[:, enc["input_ids"].shape[1]:]
-        ended = (ids == tok.eos_token_id).any(dim=1).tolist()
-        out += zip(tok.batch_decode(ids, skip_special_tokens=True), ended, strict=True)
+    with progress(len(prompts), phase_desc(what), unit="samples") as bar:
+        for i, start in enumerate(range(0, len(prompts), batch_size)):
+            enc = tok(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
+                      padding_side="left", add_special_tokens=False).to(model.device)
+            torch.manual_seed(seed + i)
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id, **sampling)[:, enc["input_ids"].shape[1]:]
+            ended = (ids == tok.eos_token_id).any(dim=1).tolist()
+            out += zip(tok.batch_decode(ids, skip_special_tokens=True), ended, strict=True)
+            bar.update(len(ended))
     return out
 
 
@@ -152,17 +160,19 @@ def train_steps(model: Any, rows: Sequence[Any], loss_fn: Any, steps: int, batch
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
     losses = []
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order += torch.randperm(len(rows), generator=gen).tolist()
-        batch, order = [rows[i] for i in order[:batch_size]], order[batch_size:]
-        loss = loss_fn(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+    with progress(steps, phase_desc("train"), unit="steps") as bar:
+        for _ in range(steps):
+            if len(order) < batch_size:
+                order += torch.randperm(len(rows), generator=gen).tolist()
+            batch, order = [rows[i] for i in order[:batch_size]], order[batch_size:]
+            loss = loss_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(1, loss=f"{tail_mean(losses):.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
     model.eval()
     return losses
 
@@ -200,12 +210,23 @@ def tail_mean(losses: Sequence[float], n: int = 20) -> float:
     return round(sum(tail) / len(tail), 5) if tail else 0.0
 
 
+_PHASES: list[str] = []  # "label name" of the `timed` blocks running now, innermost last
+
+
+def phase_desc(what: str) -> str:
+    """`what`, prefixed with the running `timed` phase ("bootstrap sft train"), for progress lines."""
+    return f"{_PHASES[-1]} {what}" if _PHASES else what
+
+
 @contextmanager
 def timed(timings: dict[str, float], name: str, label: str) -> Iterator[None]:
-    """Adds the block's wall time to `timings[name]` and prints a `[label] name: Ns` line."""
+    """Adds the block's wall time to `timings[name]` and prints a `[label] name: Ns` line; the
+    progress of the work inside (restmcts.progress) is named after the phase."""
     start = time.perf_counter()
+    _PHASES.append(f"{label} {name}")
     try:
         yield
     finally:
+        _PHASES.pop()
         timings[name] = round(time.perf_counter() - start, 2)
         print(f"[{label}] {name}: {timings[name]:.1f}s", flush=True)

@@ -10,6 +10,12 @@ lost or duplicated; a chunk whose worker died is resubmitted and counted as a re
 questions are done the shards are merged, in question order, into `traces.parquet` and
 `values.parquet`, and the shard folder is removed.
 
+With `search.export_trees: N` the trees of the pass's first N questions (MCTS* only: other
+strategies grow no tree) are written as JSON to `OUT/trees/<question_id>.json`
+(restmcts.extract.export_tree; `python -m restmcts.viewer` draws one). A chunk's trees are
+written before its done marker, so a resumed pass still has every tree it exported.
+Progress goes to stderr through restmcts.progress: a bar on a terminal, complete lines in a log.
+
 Why not Ray Data `map_batches`: this stage needs per-question exactly-once output that survives
 a driver crash mid-pass (durable shards keyed by question ids), continuous refill so a worker
 never idles at a block boundary (async batch UDFs run at most 4 batches per task and a task
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import re
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -33,6 +39,7 @@ from typing import Any
 from restmcts import replay
 from restmcts.config import Config, SearchConfig
 from restmcts.extract import QuestionOutcome
+from restmcts.progress import progress
 from restmcts.replay import Trace, ValueRecord
 from restmcts.tasks import Question
 
@@ -53,6 +60,9 @@ class PassSummary:
     wall_seconds: float
     phases: dict[str, float] = field(default_factory=dict)  # where tree-time went
     worker_peak_rss_mb: float = 0.0  # the largest peak resident memory of a search worker
+    wasted_tokens: int = 0  # policy tokens of samples dropped as empty or duplicate (inside `tokens`)
+    finished: int = 0  # nodes whose answer a greedy completion read (fallback answers, self-critic ends)
+    bad_scores: int = 0  # PRM outputs that were NaN/inf (scored 0) or outside [0, 1] (clipped)
 
     @property
     def accuracy(self) -> float:
@@ -65,6 +75,25 @@ class PassSummary:
 
 def _chunk_name(ids: Sequence[str]) -> str:
     return "chunk-" + hashlib.blake2b("\n".join(ids).encode(), digest_size=8).hexdigest()
+
+
+def tree_dir(out_dir: str, traces_name: str = "traces.parquet") -> str:
+    """Where a pass writes its exported trees: `OUT/trees/` for the main replay, and
+    `OUT/trees-<stem>/` for a pass writing another traces file (evaluation, grid points)."""
+    stem = traces_name.removesuffix(".parquet")
+    return f"{out_dir}/trees" if stem == "traces" else f"{out_dir}/trees-{stem}"
+
+
+def tree_file(trees: str, question_id: str) -> str:
+    """`<trees>/<question_id>.json`, characters a file name should not hold replaced by `_`."""
+    return f"{trees}/{re.sub(r'[^A-Za-z0-9._-]', '_', question_id)}.json"
+
+
+def write_trees(trees: str, outcomes: Sequence[QuestionOutcome]) -> None:
+    """Write each outcome's exported tree (restmcts.extract.export_tree), one atomic file each."""
+    for o in outcomes:
+        if o.tree is not None:
+            replay.write_text(tree_file(trees, o.question_id), json.dumps(o.tree, indent=1))
 
 
 class _Shards:
@@ -133,12 +162,14 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
     pending: dict[Any, tuple[int, list[Question]]] = {}
     chunks = deque(list(todo)[i:i + chunk] for i in range(0, len(todo), chunk))
     retries, finished, tokens = 0, resumed, 0
-    last_print = 0.0
+    export = {q.id for q in questions[:search_cfg.export_trees]}  # the pass's first N questions
+    trees = tree_dir(out_dir, traces_name)
+    bar = progress(len(questions), label, unit="questions", initial=resumed)
 
     def submit(w: int) -> None:
         while chunks and sum(1 for ww, _ in pending.values() if ww == w) < per_worker:
             qs = chunks.popleft()
-            pending[workers[w].run.remote(qs, search_cfg, iteration)] = (w, qs)
+            pending[workers[w].run.remote(qs, search_cfg, iteration, [q.id for q in qs if q.id in export])] = (w, qs)
 
     try:
         for w in pool.wait_for(min(search_cfg.min_workers, size)):
@@ -155,18 +186,16 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
                     retries += 1
                     chunks.appendleft(qs)
                 else:
+                    write_trees(trees, outcomes)  # before the chunk's done marker: a resumed pass keeps them
                     shards.write([q.id for q in qs], outcomes, values_name is not None)
                     finished += len(qs)
                     tokens += sum(o.budget.tokens for o in outcomes)
                 submit(w)
-            if time.time() - last_print > 2.0 or not pending:
-                last_print = time.time()
-                rate = tokens / max(time.time() - start, 1e-9)
-                in_flight = min(sum(len(qs) for _, qs in pending.values()),
-                                len(pool.running) * search_cfg.trees_per_worker)
-                print(f"\r[{label}] {finished}/{len(questions)} questions | {in_flight} trees in flight | "
-                      f"{rate:,.0f} tok/s | workers {len(pool.running)}/{size} | retries {retries}",
-                      end="" if pending else "\n", file=sys.stderr, flush=True)
+            in_flight = min(sum(len(qs) for _, qs in pending.values()),
+                            len(pool.running) * search_cfg.trees_per_worker)
+            bar.set(finished, trees_in_flight=in_flight, workers=f"{len(pool.running)}/{size}", retries=retries,
+                    **{"tok/s": f"{tokens / max(time.time() - start, 1e-9):,.0f}"})
+        bar.close()
         phases, peak_rss = _phase_times([workers[w] for w in pool.running])
     finally:
         pool.shutdown()
@@ -189,6 +218,9 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
         wall_seconds=time.time() - start,
         phases=phases,
         worker_peak_rss_mb=round(peak_rss, 1),
+        wasted_tokens=sum(o.get("wasted_tokens", 0) for o in outcomes),
+        finished=sum(o.get("finished", 0) for o in outcomes),
+        bad_scores=sum(o.get("bad_scores", 0) for o in outcomes),
     )
 
 

@@ -3,7 +3,8 @@
 `run(questions, search_cfg, iteration)` starts one asyncio task per question, at most
 `search_cfg.trees_per_worker` trees in flight, each awaiting the servers through a ModelClient.
 A finished tree is judged and reduced to replay records at once, so a worker holds records,
-never trees, for the questions it has finished.
+never trees, for the questions it has finished (except the JSON of the few trees a pass exports,
+`search.export_trees`).
 
 A step after which the policy ended its message (EOS) ends the solution (restmcts.tasks.MessageEnds):
 real chat models stop where they are done, and their last step need not say "The answer is".
@@ -12,6 +13,7 @@ real chat models stop where they are done, and their last step need not say "The
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,14 +50,17 @@ class SearchWorker:
         self.judge_seconds = 0.0
         self._limit: asyncio.Semaphore | None = None
 
-    async def run(self, questions: list[Question], search_cfg: SearchConfig, iteration: int
-                  ) -> list[QuestionOutcome]:
+    async def run(self, questions: list[Question], search_cfg: SearchConfig, iteration: int,
+                  export: Sequence[str] = ()) -> list[QuestionOutcome]:
+        """Search `questions`; the outcomes of those whose ids are in `export` carry their tree."""
         if self._limit is None:
             self._limit = asyncio.Semaphore(search_cfg.trees_per_worker)
         self.client.cfg = search_cfg  # the pass's step budget, temperature and call schedule
-        return list(await asyncio.gather(*(self._one(q, search_cfg, iteration) for q in questions)))
+        wanted = set(export)
+        return list(await asyncio.gather(*(self._one(q, search_cfg, iteration, q.id in wanted) for q in questions)))
 
-    async def _one(self, q: Question, search_cfg: SearchConfig, iteration: int) -> QuestionOutcome:
+    async def _one(self, q: Question, search_cfg: SearchConfig, iteration: int,
+                   export: bool = False) -> QuestionOutcome:
         loop = asyncio.get_running_loop()
         assert self._limit is not None
         async with self._limit:
@@ -71,7 +76,7 @@ class SearchWorker:
         start = loop.time()
         result = await asyncio.to_thread(judge, result, lambda a: self.task.check(a, q.answer))
         self.judge_seconds += loop.time() - start
-        outcome = to_records(q, result, iteration)
+        outcome = to_records(q, result, iteration, export=export)
         self.done += 1
         inc("restmcts_questions_done")
         inc("restmcts_questions_solved", float(outcome.solved))

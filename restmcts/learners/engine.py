@@ -38,6 +38,7 @@ import torch
 
 from restmcts.config import Config, LearnersConfig
 from restmcts.learners.placement import DistEnv
+from restmcts.progress import progress
 from restmcts.prompt import PromptFormat
 
 S = TypeVar("S")  # a replay row (Trace, ValueRecord)
@@ -274,10 +275,17 @@ class Learner(ABC, Generic[S, E]):
         per_epoch = len(epoch_steps(len(examples), 0, env.rank, lc.seed, lc.micro_batch_size, lc.grad_accum))
         total = per_epoch * self.epochs
         history: list[StepMetrics] = []
+        bar = progress(total, f"{self.role} learner", unit="steps") if env.rank == 0 else None
         for epoch in range(self.epochs if examples else 0):
             for step in epoch_steps(len(examples), epoch, env.rank, lc.seed, lc.micro_batch_size, lc.grad_accum):
                 lr = scheduled_lr(lc, self.lr, len(history), total)
                 history.append(self._step(step, examples, epoch, len(history) + 1, lr))
+                if bar is not None:
+                    m = history[-1]
+                    bar.update(1, epoch=f"{epoch + 1}/{self.epochs}", loss=f"{m.loss:.4f}",
+                               **{"samples/s": f"{m.samples_per_s:.1f}"})
+        if bar is not None:
+            bar.close()
         digest = self._save(out_path) if env.rank == 0 else self._gather(keep=False)[1]
         train_seconds = sum(m.seconds for m in history)
         epoch_losses = tuple(
@@ -382,6 +390,13 @@ def tied_copies(module: Any, state: dict[str, torch.Tensor]) -> set[str]:
     tied = getattr(module, "all_tied_weights_keys", None) or {}
     return {t for t, s in tied.items()
             if t in state and s in state and state[t].data_ptr() == state[s].data_ptr()}
+
+
+def remove_stale_saves(out_path: str) -> None:
+    """Delete what a save killed mid-way leaves beside `out_path` (its temporary and replaced folders)."""
+    out = Path(out_path)
+    for stale in (*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_checkpoint(model: Any, tokenizer: Any, weights: dict[str, torch.Tensor], out_path: str) -> None:

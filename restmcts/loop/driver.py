@@ -26,7 +26,7 @@ from restmcts.actors.metrics import metric
 from restmcts.actors.runtime import init_ray
 from restmcts.actors.search_pass import PassSummary, run_pass
 from restmcts.actors.servers import Servers, start_servers
-from restmcts.config import Config, SearchConfig
+from restmcts.config import Config, SearchConfig, evaluation_search
 from restmcts.loop.heldout import independent_accuracy
 from restmcts.loop.state import RunState
 from restmcts.replay import Trace
@@ -64,6 +64,10 @@ class SelfTraining:
                 self._phase(i, "evaluate", self.evaluate)
         finally:
             self.servers.shutdown()
+        # imported here, not at the top: `python -m restmcts.loop.report` imports this package first
+        from restmcts.loop.report import write_report
+
+        print(f"[self_train] run report: {write_report(self.out)}", file=sys.stderr)
         return self.state.records
 
     def search(self, i: int) -> dict[str, Any]:
@@ -95,7 +99,7 @@ class SelfTraining:
         return {"policy": policy_path, "prm": prm_path}
 
     def evaluate(self, i: int) -> dict[str, Any]:
-        search_cfg = dataclasses.replace(self.cfg.search, strategy=self.cfg.loop.eval_strategy, early_stop=True)
+        search_cfg = evaluation_search(self.cfg, strategy=self.cfg.loop.eval_strategy)
         summary = run_pass(self.cfg, self._servers(), self.test_questions, search_cfg, i, self._dir(i),
                            traces_name="eval_traces.parquet", values_name=None, label=f"evaluate {i}")
         traces = replay.read_traces(f"{self._dir(i)}/eval_traces.parquet")
@@ -129,7 +133,8 @@ class SelfTraining:
         if result.steps:
             metric("restmcts_learner_step_seconds").set(result.train_seconds / result.steps, tags={"role": role})
         metrics = dataclasses.asdict(result)
-        metrics.pop("history")  # per-step metrics stay with the learner; the log keeps the summary
+        # per-step metrics stay with the learner; the log keeps the summary and the loss curve (run report)
+        metrics["step_losses"] = [round(m["loss"], 5) for m in metrics.pop("history")]
         metrics["learner_seconds"] = metrics.pop("seconds")
         return metrics
 
@@ -186,7 +191,7 @@ def _pass_metrics(s: PassSummary) -> dict[str, Any]:
     return {"accuracy": s.accuracy, "solved_fraction": s.solved / max(s.questions, 1),
             "questions": s.questions, "samples": s.trace_rows, "value_samples": s.value_rows,
             "tokens": s.tokens, "avg_tokens": s.tokens / max(s.questions, 1), "prm_calls": s.prm_calls,
-            "retries": s.retries, "resumed": s.resumed, "failures": s.failures,
+            "retries": s.retries, "resumed": s.resumed, "failures": s.failures, "bad_scores": s.bad_scores,
             "wall_seconds": s.wall_seconds, "phases": s.phases}
 
 
