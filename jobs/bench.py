@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         learners = tuple(int(x) for x in known.learners.split(",")) if known.learners else ()
     except ValueError:
         parser.error("--sweep and --learners take comma-separated integers, e.g. --sweep 1,8,64,256")
-    cfg, out = parse_job_args(__doc__.splitlines()[0], rest)
+    cfg, out = parse_job_args(__doc__.splitlines()[0], rest, checkpoints=True)
 
     from restmcts.actors.runtime import init_ray
     from restmcts.bench import run_bench

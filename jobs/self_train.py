@@ -20,7 +20,7 @@ from restmcts.loop import self_train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, out = parse_job_args(__doc__.splitlines()[0], argv)
+    cfg, out = parse_job_args(__doc__.splitlines()[0], argv, checkpoints=True)
     records = self_train(cfg, out)
     evals = [r for r in records if r["phase"] == "evaluate"]
     print(f"\nOutputs in {out}/ (metrics.jsonl, iter_<i>/...). Held-out accuracy per iteration:")

@@ -123,6 +123,7 @@ def run_bench(cfg: Config, out: str, sweep: tuple[int, ...] = (1, 8, 64, 256), s
             report.learners.append(_learner_point(cfg, role, n, f"{out}/trees-{widest}", f"{out}/learners"))
 
     best = max(report.sweep, key=lambda p: p.nodes_per_s)
+    report.sequential_nodes_per_s = report.sequential.nodes_per_s
     report.batched_nodes_per_s = best.nodes_per_s
     report.speedup = best.nodes_per_s / max(report.sequential.nodes_per_s, 1e-9)
     report.search_tokens_per_s = report.sweep[-1].tokens_per_s

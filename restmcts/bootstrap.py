@@ -58,6 +58,7 @@ from restmcts.prm_init import (
 from restmcts.prm_init import mc_value_samples as _mc_value_samples
 from restmcts.prm_init import to_steps as _to_steps
 from restmcts.prompt import PromptFormat
+from restmcts.replay import write_text
 from restmcts.tasks.arith import (
     ArithTask,
     Problem,
@@ -139,7 +140,7 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
         save(policy, tok, out / "policy")
         save(prm, tok, out / "prm")
     report.timings_s["total"] = round(time.perf_counter() - start, 2)
-    (out / "bootstrap.json").write_text(report.to_json() + "\n")
+    write_text(str(out / "bootstrap.json"), report.to_json() + "\n")  # atomic: a kill leaves no half file
     return report
 
 
@@ -156,13 +157,22 @@ def bootstrap_problems(cfg: Config, train: Sequence[Problem]) -> tuple[list[Prob
         raise ConfigError(f"bootstrap.max_ops: must be below data.arith_min_ops ({cfg.data.arith_min_ops}) "
                           f"so that no bootstrap question is also a search question; lower it, raise "
                           f"data.arith_min_ops, or set bootstrap.max_ops=0 to learn from the train split")
-    easy_data = dataclasses.replace(cfg.data, arith_min_ops=b.min_ops, arith_max_ops=b.max_ops,
-                                    arith_train_size=b.sft_examples + b.prm_questions)
-    easy = ArithTask(easy_data, seed=cfg.loop.seed).problems("train")
+    easy = own_problems(cfg)
     longer = split_train(train, b.longer_examples, 0, "the train split")[0] if b.longer_examples else []
     sft, mc = split_train(easy, b.sft_examples - len(longer), b.prm_questions,
                           f"the bootstrap's {b.min_ops}..{b.max_ops}-operation questions")
     return sft + longer, mc
+
+
+def own_problems(cfg: Config) -> list[Problem]:
+    """The bootstrap's own easier questions (`bootstrap.min_ops`..`max_ops`; none when max_ops is 0).
+    Evaluation excludes them from its held-out splits."""
+    b = cfg.bootstrap
+    if not b.max_ops:
+        return []
+    easy_data = dataclasses.replace(cfg.data, arith_min_ops=b.min_ops, arith_max_ops=b.max_ops,
+                                    arith_train_size=b.sft_examples + b.prm_questions)
+    return ArithTask(easy_data, seed=cfg.loop.seed).problems("train")
 
 
 def split_train(pool: Sequence[Problem], sft_examples: int, prm_questions: int,

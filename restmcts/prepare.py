@@ -27,6 +27,7 @@ from restmcts.config import Config
 from restmcts.models import load_prm, save
 from restmcts.paths import resolve
 from restmcts.prompt import PromptFormat
+from restmcts.replay import write_text
 
 
 @dataclass
@@ -101,5 +102,5 @@ def prepare_models(cfg: Config, base: str, out: str | Path) -> PrepareReport:
         save(prm.eval(), tok, out / "prm")
     report.params = {"policy": num_params(policy), "prm": num_params(prm)}
     report.timings_s["total"] = round(time.perf_counter() - start, 2)
-    (out / "prepare.json").write_text(report.to_json() + "\n")
+    write_text(str(out / "prepare.json"), report.to_json() + "\n")  # atomic: a kill leaves no half file
     return report

@@ -7,10 +7,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from killing import finish, kill_job, start_job, wait_for  # tests/ is on sys.path
+from rows import assert_same_rows
 
 from restmcts import replay
 from restmcts.config import load_config
-from restmcts.replay import TRACE_SCHEMA, VALUE_SCHEMA
 
 
 def _cfg(ckpt, *overrides):
@@ -54,13 +55,21 @@ def test_policy_server_batches_concurrent_trees(servers, tiny_ckpt):
     assert rows / batches > 16, f"mean policy batch {rows / batches:.1f} rows"
 
 
-def test_prm_server_scores_in_unit_interval(servers, tiny_ckpt):
+def test_prm_server_scores_equal_the_checkpoints_sigmoid(servers, tiny_ckpt):
+    import torch
+
     from restmcts.actors.client import ModelClient
+    from restmcts.models import load_prm, load_tokenizer
     from restmcts.prompt import PromptFormat
 
+    question = "Start with 2. Add 3. What is the result?"
     client = ModelClient(servers.policy, servers.prm, PromptFormat(), _cfg(tiny_ckpt).search)
-    values = asyncio.run(client.score("Start with 2. Add 3. What is the result?", [[], ["2 + 3 = 5"]]))
-    assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values)
+    values = asyncio.run(client.score(question, [[], ["2 + 3 = 5"]]))
+    model, tok = load_prm(str(tiny_ckpt / "prm")), load_tokenizer(str(tiny_ckpt / "prm"))
+    with torch.no_grad():  # the checkpoint's own sigmoid(logit) for the rendered prefixes
+        expected = [torch.sigmoid(model(tok(text, return_tensors="pt").input_ids).logits[0, 0]).item()
+                    for text in (question + "\n", question + "\n2 + 3 = 5\n")]
+    assert values == pytest.approx(expected, abs=1e-4)
 
 
 def _run(cfg, servers, out, questions=None, iteration=1):
@@ -76,10 +85,21 @@ def test_search_pass_writes_the_replay_once_per_question(servers, tiny_ckpt, tmp
     questions, summary = _run(cfg, servers, tmp_path)
     traces = pq.read_table(tmp_path / "traces.parquet")
     values = pq.read_table(tmp_path / "values.parquet")
-    assert traces.schema.names[:8] == TRACE_SCHEMA.names[:8]
-    assert values.schema.names == VALUE_SCHEMA.names
+    # The README's replay schema, read back from the files a real pass wrote.
+    assert [(f.name, str(f.type), f.nullable) for f in traces.schema][:10] == [
+        ("question_id", "string", True), ("question", "string", True), ("steps", "list<element: string>", True),
+        ("answer", "string", True), ("correct", "bool", True), ("tokens", "int64", True),
+        ("strategy", "string", True), ("iteration", "int32", True), ("chosen", "bool", True),
+        ("value", "double", True)]
+    assert [(f.name, str(f.type)) for f in values.schema] == [
+        ("question_id", "string"), ("question", "string"), ("steps", "list<element: string>"),
+        ("value", "double"), ("distance", "int32"), ("on_correct_path", "bool"), ("iteration", "int32")]
+    assert traces.column("value").null_count < traces.num_rows, "MCTS* stores the PRM value of its solutions"
     ids = traces.column("question_id").to_pylist()
-    assert set(ids) <= {q.id for q in questions}
+    order = [q.id for q in questions]
+    assert ids and set(ids) <= set(order)
+    assert ids == sorted(ids, key=order.index), "rows are grouped in question order"
+    assert len(set(ids)) == len(questions), "every question has its rows (unverified solutions included)"
     chosen = [i for i, c in zip(ids, traces.column("chosen").to_pylist(), strict=True) if c]
     assert len(chosen) == len(set(chosen)), "at most one chosen solution per question"
     assert summary.questions == 12 and summary.retries == 0 and summary.resumed == 0
@@ -93,35 +113,49 @@ def test_search_pass_is_reproducible_for_a_seed(servers, tiny_ckpt, tmp_path):
     _run(cfg, servers, tmp_path / "b")
     a = replay.read_traces(str(tmp_path / "a" / "traces.parquet"))
     b = replay.read_traces(str(tmp_path / "b" / "traces.parquet"))
-    assert a == b and len(a) > 0
+    assert len(a) > 0
+    # Steps, answers and flags are identical; PRM values to 1e-4 (a prefix scored in another batch
+    # composition moves in its last bits).
+    assert_same_rows(b, a)
+    assert_same_rows(replay.read_values(str(tmp_path / "b" / "values.parquet")),
+                     replay.read_values(str(tmp_path / "a" / "values.parquet")))
 
 
-def test_interrupted_pass_resumes_without_duplicates(servers, tiny_ckpt, tmp_path, monkeypatch):
-    """A crash after some chunks were written: the rerun redoes only the rest."""
-    from restmcts.actors import search_pass
+@pytest.mark.slow
+def test_a_killed_search_job_resumes_without_duplicates(servers, tiny_ckpt, tmp_path):
+    """kill -9 jobs/search.py once some chunks are durable: the rerun redoes only the rest, and the
+    replay equals an undisturbed pass row for row."""
+    from restmcts.tasks import make_task
 
-    cfg = _cfg(tiny_ckpt, "search.trees_per_worker=4")
-    questions, _ = _run(cfg, servers, tmp_path / "full")
+    overrides = ["search.num_simulations=4", "search.max_depth=2", "search.max_step_tokens=8",
+                 "search.num_workers=2", "search.trees_per_worker=4", "data.arith_min_ops=1",
+                 "data.arith_max_ops=2", "data.num_questions=12"]
+    cfg = _cfg(tiny_ckpt, *overrides)
+    questions = make_task(cfg.data, seed=cfg.loop.seed).questions("train", 12)  # what the job searches
+    _run(cfg, servers, tmp_path / "full", questions)
 
-    def crash(*args, **kwargs):
-        raise KeyboardInterrupt("killed before the merge")
-
-    with monkeypatch.context() as m:
-        m.setattr(search_pass._Shards, "merge", crash)
-        with pytest.raises(KeyboardInterrupt):
-            _run(cfg, servers, tmp_path / "resumed", questions)
-    shard_dir = tmp_path / "resumed" / ".shards-traces"
+    out = tmp_path / "resumed"
+    args = ["--out", out, f"model.policy={tiny_ckpt}/policy", f"model.prm={tiny_ckpt}/prm", *overrides,
+            "ray.num_cpus=8", "ray.dashboard=false"]
+    proc = start_job(tmp_path / "job.log", "jobs/search.py", *args)
+    shard_dir = out / ".shards-traces"
+    wait_for(lambda: any(shard_dir.glob("*.done.json")), proc, "a chunk's done marker")
+    kill_job(proc)
+    assert not (out / "traces.parquet").exists(), "killed before the merge"
     markers = sorted(shard_dir.glob("*.done.json"))
-    assert markers, "chunks were written before the crash"
-    (shard_dir / "chunk-orphan.values.parquet").write_bytes(b"half a file")  # a crash mid-chunk
-    markers[0].unlink()  # that chunk's marker never made it: it must be redone
-    _, summary = _run(cfg, servers, tmp_path / "resumed", questions)
-    assert 0 < summary.resumed < len(questions)
-    full = replay.read_traces(str(tmp_path / "full" / "traces.parquet"))
-    resumed = replay.read_traces(str(tmp_path / "resumed" / "traces.parquet"))
-    assert resumed == full
-    assert replay.read_values(str(tmp_path / "resumed" / "values.parquet")) == \
-        replay.read_values(str(tmp_path / "full" / "values.parquet"))
+    done = {qid for m in markers for qid in json.loads(m.read_text())["question_ids"]}
+    assert 0 < len(done) < len(questions)
+    # A kill inside a chunk's write leaves shards without a marker: they are dropped and redone.
+    (shard_dir / "chunk-orphan.values.parquet").write_bytes(b"half a file")
+
+    finish(start_job(tmp_path / "job.log", "jobs/search.py", *args))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed"] == len(done) and summary["questions"] == len(questions)
+    assert_same_rows(replay.read_traces(str(out / "traces.parquet")),
+                     replay.read_traces(str(tmp_path / "full" / "traces.parquet")))
+    assert_same_rows(replay.read_values(str(out / "values.parquet")),
+                     replay.read_values(str(tmp_path / "full" / "values.parquet")))
+    assert not shard_dir.exists()
 
 
 def test_search_job_cli(ray_local, tiny_ckpt, tmp_path):

@@ -64,7 +64,8 @@ def test_tokenizer_round_trips_an_arith_solution(built):
     assert tok.convert_ids_to_tokens(ids).count("\n") == len(problem.solution()) + 1
 
 
-def test_prm_values_lie_in_unit_interval(built):
+def test_prm_values_do_not_depend_on_padding(built):
+    """Texts of different lengths scored in one right-padded batch get the values they get alone."""
     from restmcts.bootstrap import prm_values
     from restmcts.models import load_prm, load_tokenizer
 
@@ -72,8 +73,10 @@ def test_prm_values_lie_in_unit_interval(built):
     texts = ["Start with 3. Add 4. What is the result?\n3 + 4 = 7\n",
              "Start with 3. Add 4. What is the result?\n3 + 4 = 9\nThe answer is 9\n",
              "Start with 12. Multiply by 3. Subtract 5. What is the result?\n"]
-    values = prm_values(prm, tok, texts, batch_size=2)
-    assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)
+    batched = prm_values(prm, tok, texts, batch_size=3)
+    alone = [prm_values(prm, tok, [t], batch_size=1)[0] for t in texts]
+    assert batched == pytest.approx(alone, abs=1e-5)
+    assert len(set(round(v, 6) for v in batched)) == 3, "different prefixes get different values"
 
 
 def test_report_has_every_field(built):

@@ -3,7 +3,6 @@ names pin roles to node types. Local Ray (the shared `ray_local` fixture)."""
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -51,10 +50,12 @@ def test_pass_without_room_for_min_workers_fails_naming_the_resources(ray_local,
 
     cfg = _cfg(tiny_ckpt, "search.worker_resource=restmcts_nowhere", "search.worker_start_timeout_s=1")
     questions = make_task(cfg.data, seed=0).questions("train", 2)
-    start = time.time()
-    with pytest.raises(RuntimeError, match="restmcts_nowhere.*search.min_workers"):
+    with pytest.raises(RuntimeError) as err:  # returns at all: it gave up instead of waiting forever
         run_pass(cfg, SimpleNamespace(policy=[], prm=[]), questions, cfg.search, 1, str(tmp_path))
-    assert time.time() - start < 30
+    message = str(err.value)
+    assert message.startswith("search: 0 of search.min_workers=1 search workers started within "
+                              "search.worker_start_timeout_s=1s")
+    assert "'restmcts_nowhere': 1.0" in message and "Lower search.min_workers" in message
 
 
 def test_pass_runs_on_the_workers_that_fit_while_the_rest_wait(ray_local, tiny_ckpt, tmp_path, capfd):

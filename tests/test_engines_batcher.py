@@ -12,17 +12,24 @@ from restmcts.engines.batcher import Batcher
 
 
 class FakeModel:
-    """Doubles each row; records batch sizes; can be told to fail or to take its time."""
+    """Doubles each row; records batch sizes; can be told to fail, to take its time, or to hold
+    every batch until `release` is set (`started` is set when a batch begins)."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, gated: bool = False) -> None:
         self.batches: list[list[int]] = []
         self.delay_s = delay_s
         self.fail_on: int | None = None
         self.threads: set[str] = set()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not gated:
+            self.release.set()
 
     def __call__(self, rows: list[int]) -> list[int]:
         self.threads.add(threading.current_thread().name)
         self.batches.append(list(rows))
+        self.started.set()
+        assert self.release.wait(timeout=60), "the test never released the batch"
         time.sleep(self.delay_s)
         if self.fail_on is not None and self.fail_on in rows:
             raise RuntimeError("model failed")
@@ -47,18 +54,33 @@ def test_concurrent_submits_share_batches_and_get_their_own_rows() -> None:
     assert all(name.startswith("engine-model") for name in model.threads)  # off the event loop
 
 
-def test_a_lone_request_waits_at_most_max_wait() -> None:
-    model = FakeModel()
+async def _until(flag: threading.Event) -> None:
+    """Wait, without blocking the event loop, until another thread sets `flag`."""
+    await asyncio.get_running_loop().run_in_executor(None, flag.wait, 60)
+    assert flag.is_set()
 
-    async def go() -> float:
-        batcher = Batcher(model, max_rows=64, max_wait_ms=30.0, max_queue=10)
-        start = time.perf_counter()
-        await batcher.submit([1])
+
+def test_a_lone_request_waits_for_company_then_runs_alone() -> None:
+    """The first row waits (up to max_wait) for more rows; a lone one still runs, in a batch of one."""
+    waited, lone = FakeModel(), FakeModel()
+
+    async def go() -> None:
+        batcher = Batcher(waited, max_rows=2, max_wait_ms=60_000.0, max_queue=10)
+        first = asyncio.ensure_future(batcher.submit([1]))
+        for _ in range(5):  # the collector takes row 1 and starts waiting for more
+            await asyncio.sleep(0)
+        assert waited.batches == [], "a lone row does not run before max_wait unless the batch fills"
+        assert await batcher.submit([2]) == [4]  # the second row fills the batch: both run at once
+        assert await first == [2]
         batcher.close()
-        return time.perf_counter() - start
 
-    assert 0.02 < asyncio.run(go()) < 1.0
-    assert model.batches == [[1]]
+        batcher = Batcher(lone, max_rows=64, max_wait_ms=30.0, max_queue=10)
+        assert await batcher.submit([1]) == [2]  # nobody else comes: it runs once max_wait has passed
+        batcher.close()
+
+    asyncio.run(go())
+    assert waited.batches == [[1, 2]]
+    assert lone.batches == [[1]]
 
 
 def test_a_failed_batch_fails_its_callers_only() -> None:
@@ -96,30 +118,38 @@ def test_max_queue_bounds_requests_in_flight() -> None:
 
 
 def test_close_fails_waiting_callers() -> None:
-    model = FakeModel(delay_s=0.05)
+    model = FakeModel(gated=True)
 
     async def go() -> None:
         batcher = Batcher(model, max_rows=1, max_wait_ms=0.0, max_queue=10)
         tasks = [asyncio.ensure_future(batcher.submit([i])) for i in range(3)]
-        await asyncio.sleep(0.01)
+        await _until(model.started)  # the first batch runs, the other two wait
         batcher.close()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        assert all(isinstance(r, RuntimeError) for r in results)
+        model.release.set()
+        # A caller left waiting forever is the failure; 30 s only bounds how long that takes to show.
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+        assert [type(r) for r in results] == [RuntimeError] * 3
 
     asyncio.run(go())
+    assert model.batches == [[0]]
 
 
 def test_run_exclusive_runs_between_batches() -> None:
-    model = FakeModel(delay_s=0.02)
+    model = FakeModel(gated=True)
     order: list[str] = []
 
     async def go() -> None:
         batcher = Batcher(lambda rows: order.append("batch") or model(rows), max_rows=1, max_wait_ms=0.0,
                           max_queue=10)
         first = asyncio.ensure_future(batcher.submit([1]))
-        await asyncio.sleep(0.005)  # the first batch is running now
-        await batcher.run_exclusive(lambda: order.append("swap"))
-        await first
+        await _until(model.started)  # the first batch is running now
+        swap = asyncio.ensure_future(batcher.run_exclusive(lambda: order.append("swap")))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert order == ["batch"], "the swap waits for the running batch"
+        model.release.set()
+        await swap
+        assert await first == [2]
         await batcher.submit([2])
         batcher.close()
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from killing import Watch, cpu_seconds
 
 from restmcts import replay
 from restmcts.config import load_config
@@ -33,9 +34,9 @@ def _rows(out: Path) -> tuple[list, list]:
 
 
 def _same(rows: list, expected: list) -> bool:
-    """Row for row equal; floats to 1e-5 (PRM scores move in the last bits with batch composition)."""
+    """Row for row equal; floats to 1e-4 (PRM scores move in the last bits with batch composition)."""
     def close(a, b):
-        return abs(a - b) <= 1e-5 if isinstance(a, float) and isinstance(b, float) else a == b
+        return abs(a - b) <= 1e-4 if isinstance(a, float) and isinstance(b, float) else a == b
 
     return len(rows) == len(expected) and all(
         all(close(x, y) for x, y in zip(dataclasses.astuple(r), dataclasses.astuple(e), strict=True))
@@ -103,37 +104,79 @@ def test_a_killed_actor_loses_and_duplicates_nothing(clean, tmp_path, victim):
         assert summary.retries >= 1, "the dead worker's chunk was resubmitted and counted"
 
 
-def test_a_killed_learner_restarts_the_phase_and_matches_an_undisturbed_one(ray_local, tiny_ckpt, tmp_path):
-    from restmcts.learners import train_phase
+@pytest.fixture(scope="module")
+def learner_data(tmp_path_factory):
     from restmcts.replay import Trace
 
     rows = [Trace(question_id=f"q{i}", question=f"Start with {i}. Add 5. What is the result?",
                   steps=(f"{i} + 5 = {i + 5}", f"The answer is {i + 5}"), answer=str(i + 5), correct=True,
                   tokens=10, strategy="mcts_star", iteration=1) for i in range(64)]
-    data = str(tmp_path / "traces.parquet")
+    data = str(tmp_path_factory.mktemp("learner_data") / "traces.parquet")
     replay.write_records(rows, Trace, data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def clean_policy_phase(ray_local, tiny_ckpt, learner_data, tmp_path_factory):
+    from restmcts.learners import train_phase
+
     cfg = load_config(None, ["learners.num_learners=1", "learners.micro_batch_size=4", "learners.policy_epochs=8",
                              "learners.max_seq_len=64"])
-    init = str(tiny_ckpt / "policy")
-    clean = train_phase(cfg, "policy", init, [data], str(tmp_path / "clean"))
+    out = tmp_path_factory.mktemp("clean_phase") / "policy"
+    return cfg, train_phase(cfg, "policy", str(tiny_ckpt / "policy"), [learner_data], str(out))
 
+
+@pytest.mark.parametrize("moment", ["mid_step", "mid_save"])
+def test_a_killed_learner_restarts_the_phase_and_matches_an_undisturbed_one(
+        ray_local, tiny_ckpt, learner_data, clean_policy_phase, tmp_path, moment):
+    """SIGKILL the learner actor while it trains (its init weights read, a CPU-second of optimizer
+    steps spent, no checkpoint yet) or while it saves (its temporary checkpoint folder has just
+    appeared). The phase starts over with a new learner and ends with the undisturbed weights."""
+    import torch
+
+    from restmcts.learners import train_phase
+    from restmcts.models import read_weights
+
+    cfg, clean = clean_policy_phase
+    init = str(tiny_ckpt / "policy")
+    out = tmp_path / "policy"
     restarts: list[int] = []
     result: dict = {}
+    loaded = Watch(tiny_ckpt / "policy", closed=True)  # the learner has read its init weights
+    saving = Watch(tmp_path)  # the learner's temporary checkpoint folder appears
     runner = threading.Thread(target=lambda: result.update(r=train_phase(
-        cfg, "policy", init, [data], str(tmp_path / "out"), on_restart=lambda n, err: restarts.append(n))))
+        cfg, "policy", init, [learner_data], str(out), on_restart=lambda n, err: restarts.append(n))))
     runner.start()
-    while runner.is_alive():  # kill the first learner as soon as it runs
-        pids = _alive_pids("LearnerActor")
-        if pids:
-            time.sleep(1.0)
-            os.kill(pids[0], signal.SIGKILL)
-            break
-        time.sleep(0.1)
-    runner.join(timeout=300)
-    assert restarts == [1] and result["r"].restarts == 1
+    try:
+        pids: list[int] = []
+        while not pids:
+            assert runner.is_alive(), "the phase ended before its learner was seen"
+            pids = _alive_pids("LearnerActor")
+        [pid] = pids
+        if moment == "mid_step":
+            loaded.wait("model.safetensors", runner.is_alive)
+            start = cpu_seconds(pid)
+            while cpu_seconds(pid) - start < 1.0:  # optimizer steps (DeepSpeed start-up is a fraction of it)
+                assert runner.is_alive()
+                time.sleep(0.01)
+            assert not out.exists() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name], \
+                "the learner had started saving: not a kill mid-step"
+        else:
+            name = saving.wait(".policy.tmp-", runner.is_alive)
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        loaded.close()
+        saving.close()
+    runner.join(timeout=600)
+    assert restarts == [1] and result["r"].restarts == 1, "the kill landed before the learner returned"
     assert result["r"].weights_digests == clean.weights_digests, "the restarted phase trains from the same start"
-    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
-    assert not leftovers, f"partial checkpoints left behind: {leftovers}"
+    assert result["r"].steps == clean.steps and result["r"].final_loss == pytest.approx(clean.final_loss)
+    saved, expected = read_weights(str(out)), read_weights(clean.out_path)  # the checkpoint on disk is whole
+    assert saved.keys() == expected.keys() and all(torch.equal(saved[k], expected[k]) for k in saved)
+    left = sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+    assert not left, f"a killed save left {left} beside the checkpoint"
+    if moment == "mid_save":
+        assert name.startswith(".policy.tmp-")
 
 
 def test_learners_that_keep_dying_fail_naming_the_setting(ray_local, tiny_ckpt, tmp_path, monkeypatch):

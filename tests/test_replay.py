@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +31,11 @@ def test_traces_round_trip_with_exact_schema(tmp_path):
     assert pa.types.is_list(table.schema.field("steps").type)
     assert table.schema.field("steps").type.value_type == pa.string()
     assert table.schema.field("tokens").type == "int64" and table.schema.field("iteration").type == "int32"
+    assert pq.read_schema(path).field("chosen").type == pa.bool_()
+    value = pq.read_schema(path).field("value")
+    assert value.type == pa.float64() and value.nullable
+    assert table.column("value").to_pylist() == [None, 0.25], "no value is a null, not NaN or 0"
+    assert table.column("chosen").to_pylist() == [False, True]
     assert replay.read_traces(path) == rows
 
 
@@ -42,54 +49,43 @@ def test_values_round_trip(tmp_path):
     assert replay.read_values([path, path]) == rows + rows
 
 
-def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
-    path = str(tmp_path / "sub" / "traces.parquet")
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs) mounted under tmp_path: writes past it fail with ENOSPC."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
-    def disk_full(table, where, **kwargs):  # half a file, then the device is full
-        with open(where, "wb") as f:
-            f.write(b"PAR1 half a file")
-        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pq, "write_table", disk_full)
-    with pytest.raises(OSError, match="No space"):
-        replay.write_records([_trace()], Trace, path)
-    assert list((tmp_path / "sub").iterdir()) == []
+def _big_trace(qid: str) -> Trace:  # ~1 MiB of incompressible text: more than the disk holds
+    return _trace(qid, question=os.urandom(512 * 1024).hex())
 
 
-def test_full_disk_during_a_text_write_leaves_the_old_file(tmp_path, monkeypatch):
-    from pyarrow import fs
+def test_full_disk_during_a_parquet_write_keeps_the_old_file(small_disk):
+    path = str(small_disk / "replay" / "traces.parquet")
+    replay.write_records([_trace()], Trace, path)
+    with pytest.raises(OSError) as err:
+        replay.write_records([_big_trace("q2")], Trace, path)
+    assert "No space left on device" in str(err.value) or getattr(err.value, "errno", None) == errno.ENOSPC
+    assert [p.name for p in (small_disk / "replay").iterdir()] == ["traces.parquet"], "no half file left"
+    assert replay.read_traces(path) == [_trace()]
+    replay.write_records([_trace("q3")], Trace, path)  # the space of the failed write was given back
+    assert replay.read_traces(path) == [_trace("q3")]
 
-    path = tmp_path / "done.json"
+
+def test_full_disk_during_a_text_write_keeps_the_old_file(small_disk):
+    path = small_disk / "done.json"
     replay.write_text(str(path), "old")
-
-    class FullStream:
-        def __init__(self, where):
-            self.f = open(where, "wb")
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[:2])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    class FullDisk:  # the local file system, except that writes run out of space
-        def __init__(self):
-            self.real = fs.LocalFileSystem()
-
-        def __getattr__(self, name):
-            return getattr(self.real, name)
-
-        def open_output_stream(self, where):
-            return FullStream(where)
-
-    monkeypatch.setattr(replay, "_fs", lambda p: (FullDisk(), p))
-    with pytest.raises(OSError, match="No space"):
-        replay.write_text(str(path), "new")
-    assert [p.name for p in tmp_path.iterdir()] == ["done.json"] and path.read_text() == "old"
+    with pytest.raises(OSError) as err:
+        replay.write_text(str(path), os.urandom(512 * 1024).hex())
+    assert "No space left on device" in str(err.value) or getattr(err.value, "errno", None) == errno.ENOSPC
+    assert [p.name for p in small_disk.iterdir()] == ["done.json"] and path.read_text() == "old"
 
 
 def test_missing_column_is_named(tmp_path):

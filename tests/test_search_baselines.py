@@ -20,6 +20,7 @@ from restmcts.search import (
     self_consistency,
     tot,
 )
+from restmcts.search.mcts import CRITIC_SUFFIX
 
 
 def run(coro):
@@ -45,7 +46,7 @@ def test_cot_is_one_greedy_chain():
     result = run(cot(problem.text, Models(policy, prm), ARITH, SearchConfig(), seed=0))
     assert result.best.answer == str(problem.answer)
     assert result.best.steps == tuple(problem.solution())
-    assert all(c[2] == 1 and c[4] == 0.0 for c in policy.calls)  # n=1, temperature 0
+    assert [(c[2], c[4]) for c in policy.calls] == [(1, 0.0)] * 5  # five calls, each n=1 at temperature 0
     assert (result.budget.policy_calls, result.budget.prm_calls) == (5, 0)
     assert result.solutions == [result.best]
 
@@ -127,6 +128,8 @@ def test_never_terminating_policy_is_bounded_by_max_depth(name):
     assert result.best is None and result.failure
     assert all(len(s.steps) == 5 and s.answer is None for s in result.solutions)
     assert result.solutions or name == "mcts_star"  # 8 simulations may not reach depth 5
+    deepest = max(len(c[1]) for c in policy.calls if not c[0].endswith(CRITIC_SUFFIX))
+    assert deepest <= 4, "the policy is never asked for a step past search.max_depth"
 
 
 def test_empty_step_cuts_a_chain_short_and_counts_a_dead_end():

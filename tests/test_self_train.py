@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from killing import finish, kill_job, start_job, wait_for  # tests/ is on sys.path
+from rows import row_differences
 
 from restmcts import replay
 
@@ -46,18 +44,66 @@ def test_one_iteration_writes_the_documented_layout(ray_local, tiny_ckpt, tmp_pa
 
     out = tmp_path / "run"
     cfg = load_config(ROOT / "configs/arith-tiny.yaml", _overrides(tiny_ckpt))
+    start = time.time()
     records = self_train(cfg, str(out))
+    wall = time.time() - start
     _layout_ok(out, 1)
     phases = [(r["iteration"], r["phase"]) for r in records]
     assert phases == [(0, "evaluate"), (1, "search"), (1, "extract"), (1, "train_prm"), (1, "train_policy"),
                       (1, "sync"), (1, "evaluate")]
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines == records
-    for r in lines:
-        assert r["seconds"] >= 0
+    assert 0 < sum(r["seconds"] for r in lines) <= wall, "phase durations, not timestamps"
     evals = [r for r in lines if r["phase"] == "evaluate"]
-    assert all(0.0 <= r["accuracy"] <= 1.0 and r["questions"] == 4 and "tokens" in r for r in evals)
+    assert [r["questions"] for r in evals] == [4, 4]
+    for r in evals:  # the logged accuracy is the share of held-out questions whose chosen answer is right
+        traces = replay.read_traces(str(out / f"iter_{r['iteration']}" / "eval_traces.parquet"))
+        right = {t.question_id for t in traces if t.chosen and t.correct}
+        assert r["accuracy"] == len(right) / 4
+        assert r["tokens"] >= sum({t.question_id: t.tokens for t in traces}.values())
+    passes = [r for r in lines if r["phase"] in ("search", "evaluate")]
+    assert [r["bad_scores"] for r in passes] == [0] * 3, "a healthy PRM gives no score to repair"
     assert self_train(cfg, str(out)) == records, "a finished run does nothing"
+
+
+@pytest.fixture(scope="module")
+def nan_prm(tiny_ckpt, tmp_path_factory) -> Path:
+    """tiny_ckpt's PRM with its value head set to NaN: every score it gives is NaN."""
+    import torch
+
+    from restmcts.models import load_prm, load_tokenizer, save
+
+    prm = load_prm(str(tiny_ckpt / "prm"))
+    with torch.no_grad():
+        prm.score.weight.fill_(float("nan"))
+    out = tmp_path_factory.mktemp("nan_prm") / "prm"
+    save(prm, load_tokenizer(str(tiny_ckpt / "prm")), out)
+    return out
+
+
+def test_nan_prm_scores_are_counted_in_summary_and_metrics(ray_local, tiny_ckpt, nan_prm, tmp_path):
+    """A PRM that answers NaN: the pass still ends, and every repaired score is counted in the
+    search job's summary.json and in the loop's metrics.jsonl."""
+    import importlib.util
+
+    from restmcts.config import load_config
+    from restmcts.loop import self_train
+
+    spec = importlib.util.spec_from_file_location("search_job", ROOT / "jobs/search.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    overrides = [*_overrides(tiny_ckpt), f"model.prm={nan_prm}"]
+    assert job.main(["--out", str(tmp_path / "search"), *overrides]) == 0
+    summary = json.loads((tmp_path / "search" / "summary.json").read_text())
+    assert summary["questions"] == 6 and summary["prm_calls"] > 0
+    assert summary["bad_scores"] == summary["prm_calls"], "every NaN score was repaired and counted"
+
+    cfg = load_config(ROOT / "configs/arith-tiny.yaml",
+                      [*overrides, "loop.iterations=0", "loop.eval_strategy=mcts_star"])  # PRM-guided evaluation
+    self_train(cfg, str(tmp_path / "loop"))
+    [record] = [json.loads(x) for x in (tmp_path / "loop" / "metrics.jsonl").read_text().splitlines()]
+    assert record["phase"] == "evaluate" and record["prm_calls"] > 0
+    assert record["bad_scores"] == record["prm_calls"]
 
 
 def test_rest_em_switch_trains_no_prm(ray_local, tiny_ckpt, tmp_path):
@@ -74,42 +120,59 @@ def test_rest_em_switch_trains_no_prm(ray_local, tiny_ckpt, tmp_path):
     assert not (out / "iter_1" / "prm").exists()
 
 
-def _job(out: Path, ckpt, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS")
-    cmd = [sys.executable, "jobs/self_train.py", "--out", str(out), *_overrides(ckpt),
-           "ray.num_cpus=8", "ray.dashboard=false", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+def _job(out: Path, ckpt, *extra: str):
+    return start_job(out.parent / f"{out.name}.log", "jobs/self_train.py", "--out", out, *_overrides(ckpt),
+                     "ray.num_cpus=8", "ray.dashboard=false", *extra)
 
 
-def _rows(out: Path) -> dict[str, int]:
-    counts = {}
+def _replay(out: Path) -> dict[str, list]:
+    """Every replay file of a run, read back as records."""
+    files = {}
     for f in sorted(out.glob("iter_*/*.parquet")):
-        counts[f"{f.parent.name}/{f.name}"] = len(replay.read_table(
-            str(f), replay.VALUE_SCHEMA if f.name == "values.parquet" else replay.TRACE_SCHEMA))
-    return counts
+        read = replay.read_values if f.name == "values.parquet" else replay.read_traces
+        files[f"{f.parent.name}/{f.name}"] = read(str(f))
+    return files
+
+
+def _phases(out: Path) -> list[tuple[int, str]]:
+    return [(r["iteration"], r["phase"]) for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
 
 
 @pytest.mark.slow
-def test_killed_job_resumes_to_the_same_replay(tiny_ckpt, tmp_path):
-    """kill -9 the driver at several points; each rerun continues and the end state matches."""
+def test_killed_driver_resumes_to_the_same_replay(trained_ckpt, tmp_path):
+    """kill -9 the driver mid search pass and again mid training; the rerun ends with the replay
+    and the weights of an undisturbed run, and every phase is logged exactly once."""
+    from restmcts.models import read_weights
+
     clean = tmp_path / "clean"
-    assert _job(clean, tiny_ckpt).wait(timeout=600) == 0
+    finish(_job(clean, trained_ckpt))
+
     killed = tmp_path / "killed"
-    for wait_for in ("search", "train_prm", "sync"):
-        proc = _job(killed, tiny_ckpt)
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            log = killed / "metrics.jsonl"
-            if log.exists() and f'"phase": "{wait_for}"' in log.read_text():
-                break
-            time.sleep(0.2)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert _job(killed, tiny_ckpt).wait(timeout=600) == 0
-    assert _rows(killed) == _rows(clean)
-    logged = [(r["iteration"], r["phase"]) for r in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())]
-    clean_log = [(r["iteration"], r["phase"]) for r in map(json.loads, (clean / "metrics.jsonl").read_text().splitlines())]
-    assert logged == clean_log, "every phase ran to completion exactly once"
+    # 1. Mid search pass: some chunks are durable shards, the pass has not merged them yet.
+    proc = _job(killed, trained_ckpt)
+    shards = killed / "iter_1" / ".shards-traces"
+    wait_for(lambda: any(shards.glob("*.done.json")), proc, "a search chunk's done marker")
+    kill_job(proc)
+    assert not (killed / "iter_1" / "traces.parquet").exists(), "killed before the pass ended"
+    assert (0, "evaluate") in _phases(killed) and (1, "search") not in _phases(killed)
+
+    # 2. Mid training: the PRM phase has started (extract is logged), its checkpoint is not written.
+    proc = _job(killed, trained_ckpt)
+    wait_for(lambda: (1, "extract") in _phases(killed), proc, "the extract phase's log line")
+    kill_job(proc)
+    assert not (killed / "iter_1" / "prm").exists(), "killed before train_prm ended"
+    assert (1, "train_prm") not in _phases(killed)
+
+    finish(_job(killed, trained_ckpt))
+    assert _phases(killed) == _phases(clean), "every phase ran to completion exactly once"
+    got, expected = _replay(killed), _replay(clean)
+    assert sorted(got) == sorted(expected)
+    assert all(expected[f"iter_1/{n}.parquet"] for n in ("traces", "values", "policy_data")), "nothing to compare"
+    for name, rows in expected.items():
+        diffs = row_differences(got[name], rows)
+        assert not diffs, f"{name}:\n" + "\n".join(diffs[:10])
+    for role in ("policy", "prm"):
+        a, b = read_weights(str(killed / "iter_1" / role)), read_weights(str(clean / "iter_1" / role))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert (a[k] - b[k]).abs().max().item() <= 1e-5, f"{role} {k}"

@@ -31,7 +31,7 @@ import ray
 
 from restmcts.config import Config
 from restmcts.learners import placement
-from restmcts.learners.engine import Learner, TrainResult, shard
+from restmcts.learners.engine import Learner, TrainResult, remove_stale_saves, shard
 from restmcts.learners.placement import DistEnv
 from restmcts.learners.policy import PolicyLearner
 from restmcts.learners.prm import PRMLearner
@@ -171,8 +171,10 @@ def train_phase(cfg: Config, role: Role, init_path: str, replay_paths: Sequence[
     """One train phase that survives learner deaths: a dead rank stops the group and the phase
     starts over from `init_path` with new actors, up to `learners.max_restarts` times. The
     checkpoint is written to a temporary folder and renamed, so a death never leaves a partial
-    `out_path`. `on_restart(attempt, error)` is called before each new start."""
+    `out_path`; what a killed save left beside it is removed before each start.
+    `on_restart(attempt, error)` is called before each new start."""
     for attempt in range(cfg.learners.max_restarts + 1):
+        remove_stale_saves(out_path)
         group = LearnerGroup(cfg, role)
         try:
             result = group.train(init_path, replay_paths, out_path)
