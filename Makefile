@@ -9,7 +9,7 @@ export RAY_AUTH_MODE = disabled
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup demo test test-fast lint bootstrap bench evaluate real clean setup-vllm test-vllm
+.PHONY: setup demo test test-fast lint bootstrap bench evaluate evaluate-seeds real clean setup-vllm test-vllm setup-browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,13 +36,43 @@ bench: setup
 	$(BIN)/python jobs/bench.py --config $(CONFIG) --out runs/bench
 
 # The paper's comparisons on the embedded default (needs runs/bootstrap): ReST-MCTS* and ReST-EM
-# self-training at about the same search tokens per question, then jobs/evaluate.py over both.
+# self-training at about the same search tokens per question, then jobs/evaluate.py over both
+# (the `eval:` section of the config: held-out questions per difficulty, budgets, iteration curves).
 EVAL    ?= runs/eval
+# ReST-EM samples per question: 4 x ~56 tokens matches the ~230 search tokens per question of MCTS*
+# data generation (README, "MCTS* as its authors run it").
+REST_EM_SAMPLES   ?= 4
+EVAL_DIFFICULTIES ?= [4,6]
 evaluate: setup
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_mcts
-	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=7
+	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=$(REST_EM_SAMPLES)
 	$(BIN)/python jobs/evaluate.py --config $(CONFIG) --out $(EVAL)/report \
-		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]"
+		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]" "eval.difficulties=$(EVAL_DIFFICULTIES)"
+
+# ReST-MCTS* against ReST-EM over seeds: per seed a bootstrap (weights and questions seeded), then
+# both algorithms for SEED_ITERS iterations from it; jobs/evaluate.py pairs the runs of each seed on
+# the loop's held-out questions and reports mean and range over seeds (no grid: eval.strategies=[cot]).
+SEEDS      ?= 0 1 2
+SEED_ITERS ?= 3
+SEED_RUNS  ?= runs/seeds
+comma := ,
+empty :=
+space := $(empty) $(empty)
+SEED_LIST = $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),$(SEED_RUNS)/s$(s)/rest_mcts $(SEED_RUNS)/s$(s)/rest_em)))
+evaluate-seeds: setup
+	for s in $(SEEDS); do \
+	  seeded="loop.seed=$$s bootstrap.seed=$$s learners.seed=$$s search.seed=$$s data.num_test=200"; \
+	  models="model.policy=$(SEED_RUNS)/s$$s/bootstrap/policy model.prm=$(SEED_RUNS)/s$$s/bootstrap/prm"; \
+	  $(BIN)/python jobs/bootstrap.py --config $(CONFIG) --out $(SEED_RUNS)/s$$s/bootstrap $$seeded || exit 1; \
+	  $(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(SEED_RUNS)/s$$s/rest_mcts $$seeded $$models \
+	    loop.iterations=$(SEED_ITERS) || exit 1; \
+	  $(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(SEED_RUNS)/s$$s/rest_em $$seeded $$models \
+	    loop.iterations=$(SEED_ITERS) loop.algorithm=rest_em loop.rest_em_samples=$(REST_EM_SAMPLES) || exit 1; \
+	done
+	$(BIN)/python jobs/evaluate.py --config $(CONFIG) --out $(SEED_RUNS)/report \
+		model.policy=$(SEED_RUNS)/s$(firstword $(SEEDS))/bootstrap/policy model.prm=$(SEED_RUNS)/s$(firstword $(SEEDS))/bootstrap/prm \
+		"eval.self_train_runs=[$(SEED_LIST)]" \
+		"eval.strategies=[cot]" "eval.curve_iterations=[]" eval.prm_quality=false "eval.difficulties=$(EVAL_DIFFICULTIES)"
 
 # The real path on CPU: SmolLM2-135M-Instruct on GSM8K through the same jobs (README, "The real path").
 REAL_CONFIG ?= configs/smollm2-gsm8k.yaml
@@ -52,12 +82,16 @@ real: setup
 	$(BIN)/python jobs/evaluate.py --config $(REAL_CONFIG) --out runs/smollm2-eval
 	$(BIN)/python jobs/self_train.py --config $(REAL_CONFIG) --out runs/smollm2-train
 
+# Chromium from the system's packages: the viewer's tests open its pages in it (headless, through playwright).
+setup-browser:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 # The main suite, then the same engine conformance tests against a real vLLM (CPU build).
-test: setup setup-vllm
+test: setup setup-vllm setup-browser
 	$(BIN)/python -m pytest -q
 	$(VLLM_ENV) $(VLLM_BIN)/python -m pytest -q -m vllm $(VLLM_TESTS)
 
-test-fast: setup
+test-fast: setup setup-browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
@@ -68,7 +102,8 @@ VLLM_VENV ?= .venv-vllm
 VLLM_BIN   = $(VLLM_VENV)/bin
 VLLM_TESTS ?= tests/test_engines.py
 # AsyncLLM always runs its engine core in a child process, so VLLM_ENABLE_V1_MULTIPROCESSING does not apply.
-VLLM_ENV   = VLLM_CPU_KVCACHE_SPACE=1 VLLM_HOST_IP=127.0.0.1
+# RESTMCTS_REQUIRE_VLLM=1: a .venv-vllm that cannot import vllm fails the run instead of skipping it.
+VLLM_ENV   = VLLM_CPU_KVCACHE_SPACE=1 VLLM_HOST_IP=127.0.0.1 RESTMCTS_REQUIRE_VLLM=1
 
 $(VLLM_VENV)/.ready:
 	$(PY) -m venv $(VLLM_VENV)
