@@ -192,7 +192,8 @@ def _pass_metrics(s: PassSummary) -> dict[str, Any]:
             "questions": s.questions, "samples": s.trace_rows, "value_samples": s.value_rows,
             "tokens": s.tokens, "avg_tokens": s.tokens / max(s.questions, 1), "prm_calls": s.prm_calls,
             "retries": s.retries, "resumed": s.resumed, "failures": s.failures, "bad_scores": s.bad_scores,
-            "wall_seconds": s.wall_seconds, "phases": s.phases}
+            "wasted_tokens": s.wasted_tokens, "finished": s.finished, "wall_seconds": s.wall_seconds,
+            "phases": s.phases}
 
 
 def _json(values: dict[str, Any]) -> str:
