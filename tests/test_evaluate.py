@@ -20,12 +20,10 @@ from restmcts.evaluation.prm_quality import (
     _depth_auroc,
     _pick_accuracy,
     _pick_scores,
-    best_of_n,
-    weighted_vote,
 )
 from restmcts.evaluation.report import claims, matched_pairs, verdict
 from restmcts.evaluation.runs import IterationPoint, RunCurve, false_positive_rate, read_run
-from restmcts.evaluation.sampling import subsample_scores
+from restmcts.evaluation.sampling import best_of_n, subsample_scores, weighted_vote
 from restmcts.evaluation.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap, paired_bootstrap_strata
 from restmcts.replay import Trace
 from restmcts.search import Models

@@ -5,7 +5,6 @@ as an undisturbed one, and no partial checkpoint is left."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from killing import Watch, cpu_seconds
+from rows import assert_same_rows
 
 from restmcts import replay
 from restmcts.config import load_config
@@ -31,16 +31,6 @@ def _cfg(ckpt):
 
 def _rows(out: Path) -> tuple[list, list]:
     return replay.read_traces(str(out / "traces.parquet")), replay.read_values(str(out / "values.parquet"))
-
-
-def _same(rows: list, expected: list) -> bool:
-    """Row for row equal; floats to 1e-4 (PRM scores move in the last bits with batch composition)."""
-    def close(a, b):
-        return abs(a - b) <= 1e-4 if isinstance(a, float) and isinstance(b, float) else a == b
-
-    return len(rows) == len(expected) and all(
-        all(close(x, y) for x, y in zip(dataclasses.astuple(r), dataclasses.astuple(e), strict=True))
-        for r, e in zip(rows, expected, strict=True))
 
 
 def _alive_pids(class_name: str) -> list[int]:
@@ -98,8 +88,8 @@ def test_a_killed_actor_loses_and_duplicates_nothing(clean, tmp_path, victim):
     traces, values = _rows(tmp_path)
     assert summary.questions == len(questions) and summary.failures == clean_summary.failures
     assert {t.question_id for t in traces} == {q.id for q in questions}
-    assert _same(traces, clean_traces), "same rows, same order as the undisturbed pass"
-    assert _same(values, clean_values)
+    assert_same_rows(traces, clean_traces)  # same rows, same order as the undisturbed pass
+    assert_same_rows(values, clean_values)
     if victim == "SearchWorker":
         assert summary.retries >= 1, "the dead worker's chunk was resubmitted and counted"
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from restmcts import replay
 from restmcts.config import Config
+from restmcts.evaluation.sampling import best_of_n, weighted_vote
 from restmcts.replay import Trace, ValueRecord
 from restmcts.tasks import Question
 
@@ -255,19 +256,6 @@ def _depth_auroc(scores: Sequence[Sequence[float]], truth: Sequence[Sequence[boo
 
 
 Pick = Callable[[list[tuple[Trace, float]]], Trace]
-
-
-def weighted_vote(candidates: list[tuple[Trace, float]]) -> Trace:
-    """Self-consistency with each vote weighted by the solution's value (ties: the answer seen first)."""
-    weight: dict[str | None, float] = defaultdict(float)
-    for t, v in candidates:
-        weight[t.answer] += v
-    winner = max(weight, key=lambda a: weight[a])
-    return next(t for t, _ in candidates if t.answer == winner)
-
-
-def best_of_n(candidates: list[tuple[Trace, float]]) -> Trace:
-    return max(candidates, key=lambda tv: tv[1])[0]
 
 
 def _pick_accuracy(solutions: Sequence[Trace], scores: Sequence[Sequence[float]], pick: Pick,

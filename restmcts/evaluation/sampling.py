@@ -21,35 +21,42 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from restmcts.replay import Trace
+from restmcts.search.baselines import majority
 
 SAMPLING = ("sc", "bon", "sc_prm")
 
 
+def weighted_vote(candidates: Sequence[tuple[Trace, float]]) -> Trace:
+    """Self-consistency with each vote weighted by the solution's value (ties: the answer seen first)."""
+    weight: dict[str | None, float] = defaultdict(float)
+    for t, v in candidates:
+        weight[t.answer] += v
+    winner = max(weight, key=lambda a: weight[a])
+    return next(t for t, _ in candidates if t.answer == winner)
+
+
+def best_of_n(candidates: Sequence[tuple[Trace, float]]) -> Trace:
+    """The solution with the highest value (ties: the first)."""
+    return max(candidates, key=lambda tv: tv[1])[0]
+
+
+def _answered(rows: Sequence[Trace]) -> list[Trace]:
+    return [t for t in rows if t.answer is not None]
+
+
 def majority_pick(rows: Sequence[Trace]) -> Trace | None:
-    answered = [t for t in rows if t.answer is not None]
-    if not answered:
-        return None
-    counts: dict[str, int] = defaultdict(int)
-    for t in answered:
-        counts[t.answer] += 1  # type: ignore[index]
-    top = max(counts.values())
-    return next(t for t in answered if counts[t.answer] == top)  # type: ignore[index]
+    answered = _answered(rows)
+    return majority(answered) if answered else None
 
 
 def best_pick(rows: Sequence[Trace]) -> Trace | None:
-    answered = [t for t in rows if t.answer is not None]
-    return max(answered, key=lambda t: t.value or 0.0) if answered else None
+    answered = _answered(rows)
+    return best_of_n([(t, t.value or 0.0) for t in answered]) if answered else None
 
 
 def weighted_pick(rows: Sequence[Trace]) -> Trace | None:
-    answered = [t for t in rows if t.answer is not None]
-    if not answered:
-        return None
-    weight: dict[str, float] = defaultdict(float)
-    for t in answered:
-        weight[t.answer] += t.value or 0.0  # type: ignore[index]
-    top = max(weight.values())
-    return next(t for t in answered if weight[t.answer] == top)  # type: ignore[index]
+    answered = _answered(rows)
+    return weighted_vote([(t, t.value or 0.0) for t in answered]) if answered else None
 
 
 PICKS = {"sc": majority_pick, "bon": best_pick, "sc_prm": weighted_pick}

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from restmcts.loop.state import RunState
+
 PHASES = ("search", "extract", "train_prm", "train_policy", "sync", "evaluate")
 COLOURS = {"search": "#0969da", "extract": "#8250df", "train_prm": "#bf8700", "train_policy": "#cf222e",
            "sync": "#57606a", "evaluate": "#1a7f37"}
@@ -32,14 +34,7 @@ def read_records(out: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics.jsonl; is {out} a self-training run's output folder "
                                 "(jobs/self_train.py --out DIR)?")
-    records = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return records
+    return RunState.open(str(out)).records
 
 
 def write_report(out: str | Path) -> Path:
