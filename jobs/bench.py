@@ -2,7 +2,7 @@
 
     python jobs/bench.py --config configs/arith-tiny.yaml --out runs/bench [--sweep 1,8,64,256] [key.sub=value ...]
 
-Writes OUT/bench.json (see restmcts/bench.py for every field) and prints a short table. Every
+Writes OUT/bench.json (see restmcts/evaluation/bench.py for every field) and prints a short table. Every
 figure comes from the same servers, models and question list, so compare ratios, not absolute
 times across machines.
 """
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, out = parse_job_args(__doc__.splitlines()[0], rest, checkpoints=True)
 
     from restmcts.actors.runtime import init_ray
-    from restmcts.bench import run_bench
+    from restmcts.evaluation.bench import run_bench
 
     init_ray(cfg.ray)
     report = run_bench(cfg, out, sweep=sweep, sequential_questions=known.sequential_questions,

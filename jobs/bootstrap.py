@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, out = parse_job_args(__doc__.splitlines()[0], argv)
     import torch
 
-    from restmcts.bootstrap import run_bootstrap
+    from restmcts.bootstrap.arith import run_bootstrap
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     r = run_bootstrap(cfg, out)

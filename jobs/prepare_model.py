@@ -5,7 +5,7 @@
 
 `--base` is a hub name, a local Hugging Face folder, or a GGUF file (a path or pkg://package/file).
 Writes OUT/policy/ (causal LM), OUT/prm/ (the same backbone with a one-label value head, trained
-on Monte Carlo rollout labels from the task's train split; see restmcts/prepare.py) and
+on Monte Carlo rollout labels from the task's train split; see restmcts/bootstrap/pretrained.py) and
 OUT/prepare.json. Point `model.policy` / `model.prm` at OUT/policy and OUT/prm.
 """
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, out = parse_job_args(__doc__.splitlines()[0], rest)
     import torch
 
-    from restmcts.prepare import prepare_models
+    from restmcts.bootstrap.pretrained import prepare_models
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     r = prepare_models(cfg, known.base, out)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from restmcts import replay  # noqa: E402
+from restmcts import storage
 from restmcts.actors.runtime import init_ray  # noqa: E402
 from restmcts.actors.search_pass import run_pass  # noqa: E402
 from restmcts.actors.servers import start_servers  # noqa: E402
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         role: [{"mean_batch_rows": s.mean_batch_rows, "max_batch_rows": s.max_batch_rows, "batches": s.batches,
                 "rows": s.rows, "busy_s": s.busy_s} for s in stats] for role, stats in engines.items()}}
     text = json.dumps(report, indent=2)
-    replay.write_text(f"{out}/summary.json", text)
+    storage.write_text(f"{out}/summary.json", text)
     print(text)
     return 0
 

@@ -19,7 +19,8 @@ def tiny_ckpt(tmp_path_factory):
 
     Returns the directory holding `policy/` and `prm/`.
     """
-    from restmcts.models import build_arith_tokenizer, build_tiny_models, save
+    from restmcts.bootstrap.tiny import build_arith_tokenizer, build_tiny_models
+    from restmcts.checkpoints import save
 
     root = tmp_path_factory.mktemp("tiny_ckpt")
     tok = build_arith_tokenizer()
@@ -47,7 +48,7 @@ def trained_ckpt(tmp_path_factory):
 
     Returns the directory holding `policy/` and `prm/`.
     """
-    from restmcts.bootstrap import run_bootstrap
+    from restmcts.bootstrap.arith import run_bootstrap
     from restmcts.config import load_config
 
     root = tmp_path_factory.mktemp("trained_ckpt")

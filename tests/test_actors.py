@@ -59,7 +59,7 @@ def test_prm_server_scores_equal_the_checkpoints_sigmoid(servers, tiny_ckpt):
     import torch
 
     from restmcts.actors.client import ModelClient
-    from restmcts.models import load_prm, load_tokenizer
+    from restmcts.checkpoints import load_prm, load_tokenizer
     from restmcts.prompt import PromptFormat
 
     question = "Start with 2. Add 3. What is the result?"
@@ -179,8 +179,8 @@ def test_synced_server_matches_the_trained_model(ray_local, tiny_ckpt, tmp_path)
 
     from restmcts.actors.client import ModelClient
     from restmcts.actors.servers import start_servers
+    from restmcts.checkpoints import load_policy, load_tokenizer
     from restmcts.learners import LearnerGroup
-    from restmcts.models import load_policy, load_tokenizer
     from restmcts.prompt import PromptFormat
     from restmcts.replay import Trace
 

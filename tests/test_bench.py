@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_bench_measures_search_engine_and_learners(ray_local, trained_ckpt, tmp_path):
-    from restmcts.bench import run_bench
+    from restmcts.evaluation.bench import run_bench
 
     cfg = load_config("configs/arith-tiny.yaml", [
         f"model.policy={trained_ckpt}/policy", f"model.prm={trained_ckpt}/prm",

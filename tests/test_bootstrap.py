@@ -66,8 +66,8 @@ def test_tokenizer_round_trips_an_arith_solution(built):
 
 def test_prm_values_do_not_depend_on_padding(built):
     """Texts of different lengths scored in one right-padded batch get the values they get alone."""
-    from restmcts.bootstrap import prm_values
-    from restmcts.models import load_prm, load_tokenizer
+    from restmcts.bootstrap.arith import prm_values
+    from restmcts.checkpoints import load_prm, load_tokenizer
 
     prm, tok = load_prm(str(built / "prm")), load_tokenizer(str(built / "prm"))
     texts = ["Start with 3. Add 4. What is the result?\n3 + 4 = 7\n",
@@ -80,7 +80,7 @@ def test_prm_values_do_not_depend_on_padding(built):
 
 
 def test_report_has_every_field(built):
-    from restmcts.bootstrap import BootstrapReport
+    from restmcts.bootstrap.arith import BootstrapReport
 
     report = json.loads((built / "bootstrap.json").read_text())
     assert set(report) == {f.name for f in dataclasses.fields(BootstrapReport)}
@@ -93,7 +93,7 @@ def test_report_has_every_field(built):
 
 
 def test_same_seed_gives_identical_weights(built, tmp_path):
-    from restmcts.models import read_weights
+    from restmcts.checkpoints import read_weights
 
     _bootstrap(tmp_path / "again")
     for role in ("policy", "prm"):
@@ -110,7 +110,7 @@ def test_train_split_too_small_names_the_keys(tmp_path, override):
 
 
 def test_easy_to_hard_questions_never_meet_the_search_or_test_questions():
-    from restmcts.bootstrap import bootstrap_problems
+    from restmcts.bootstrap.arith import bootstrap_problems
     from restmcts.config import load_config
     from restmcts.tasks.arith import ArithTask
 
@@ -133,7 +133,7 @@ def test_easy_to_hard_questions_never_meet_the_search_or_test_questions():
 
 
 def test_bootstrap_questions_may_not_be_search_questions():
-    from restmcts.bootstrap import bootstrap_problems
+    from restmcts.bootstrap.arith import bootstrap_problems
     from restmcts.config import ConfigError, load_config
     from restmcts.tasks.arith import ArithTask
 
@@ -143,8 +143,8 @@ def test_bootstrap_questions_may_not_be_search_questions():
 
 
 def test_sft_rows_mask_the_prompt_and_end_with_eos():
-    from restmcts.bootstrap import encode_sft
-    from restmcts.models import build_arith_tokenizer
+    from restmcts.bootstrap.arith import encode_sft
+    from restmcts.bootstrap.tiny import build_arith_tokenizer
     from restmcts.prompt import PromptFormat
     from restmcts.tasks.arith import Problem
 
@@ -157,7 +157,8 @@ def test_sft_rows_mask_the_prompt_and_end_with_eos():
 
 
 def test_auroc_and_step_parsing():
-    from restmcts.bootstrap import auroc, to_steps
+    from restmcts.bootstrap.arith import to_steps
+    from restmcts.evaluation.stats import auroc
 
     assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
     assert auroc([0.1, 0.2, 0.9], [True, True, False]) == 0.0

@@ -69,7 +69,7 @@ def _redraw(model: Any, seed: int, scale: float = 2.0) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ckpt(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny_ckpt with redrawn weights (seed 0), saved as policy/ and prm/."""
-    from restmcts.models import load_policy, load_prm, load_tokenizer, save
+    from restmcts.checkpoints import load_policy, load_prm, load_tokenizer, save
 
     root = tmp_path_factory.mktemp("engine_ckpt")
     for name, load in (("policy", load_policy), ("prm", load_prm)):
@@ -82,7 +82,7 @@ def ckpt(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def new_weights(ckpt: Path) -> dict[str, dict[str, Any]]:
     """Other weights (seed 1) for the load_weights test, keyed "policy" / "prm"."""
-    from restmcts.models import load_policy, load_prm
+    from restmcts.checkpoints import load_policy, load_prm
 
     return {"policy": _redraw(load_policy(str(ckpt / "policy")), seed=1),
             "prm": _redraw(load_prm(str(ckpt / "prm")), seed=1)}
@@ -91,7 +91,7 @@ def new_weights(ckpt: Path) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def reference(ckpt: Path) -> dict[str, Any]:
     """transformers models with the checkpoint's weights, for direct comparison."""
-    from restmcts.models import load_policy, load_prm, load_tokenizer
+    from restmcts.checkpoints import load_policy, load_prm, load_tokenizer
 
     return {"tok": load_tokenizer(str(ckpt / "policy")), "policy": load_policy(str(ckpt / "policy")),
             "prm": load_prm(str(ckpt / "prm"))}

@@ -124,8 +124,8 @@ def test_a_killed_learner_restarts_the_phase_and_matches_an_undisturbed_one(
     appeared). The phase starts over with a new learner and ends with the undisturbed weights."""
     import torch
 
+    from restmcts.checkpoints import read_weights
     from restmcts.learners import train_phase
-    from restmcts.models import read_weights
 
     cfg, clean = clean_policy_phase
     init = str(tiny_ckpt / "policy")

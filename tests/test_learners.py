@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from restmcts import replay
+from restmcts.checkpoints import read_weights
 from restmcts.config import Config, LearnersConfig, load_config
 from restmcts.learners import LearnerGroup
 from restmcts.learners.engine import IGNORE_INDEX, ds_config, epoch_steps, scheduled_lr, shard
 from restmcts.learners.policy import PolicyLearner
-from restmcts.models import read_weights
 from restmcts.prompt import PromptFormat
 from restmcts.replay import Trace, ValueRecord
 

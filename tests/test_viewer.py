@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from fakes import ARITH, ArithPolicy, ArithPRM, arith_problem
 
-from restmcts import replay
+from restmcts import replay, storage
 from restmcts.config import SearchConfig, load_config
-from restmcts.extract import FORMAT, export_tree, judge, to_records
+from restmcts.replay.extract import FORMAT, export_tree, judge, to_records
 from restmcts.search import Models, SearchResult, Tree, mcts_star
 from restmcts.search.tree import to_solution
 from restmcts.tasks import Question
@@ -264,7 +264,7 @@ def _run_dir(tmp_path: Path) -> tuple[Path, dict]:
 
     out = tmp_path / "run"
     cfg = load_config(ROOT / "configs/arith-tiny.yaml", ["loop.iterations=1", "search.export_trees=1"])
-    replay.write_text(str(out / "config.json"), json.dumps(cfg.to_dict()))
+    storage.write_text(str(out / "config.json"), json.dumps(cfg.to_dict()))
     state = RunState.open(str(out))
     state.record(0, "evaluate", 30.0, accuracy=0.41, heldout_accuracy=0.41, questions=100, tokens=9000,
                  avg_tokens=90.0)
@@ -278,7 +278,7 @@ def _run_dir(tmp_path: Path) -> tuple[Path, dict]:
     state.record(1, "evaluate", 31.0, accuracy=0.523, heldout_accuracy=0.52, questions=100, tokens=9100,
                  avg_tokens=91.0)
     tree = _mcts_tree()
-    replay.write_text(str(out / "iter_1" / "trees" / f"{tree['question_id']}.json"), json.dumps(tree))
+    storage.write_text(str(out / "iter_1" / "trees" / f"{tree['question_id']}.json"), json.dumps(tree))
     return out, tree
 
 

@@ -66,7 +66,7 @@ class ModelClient:
         tokenizer's chat template when `data.chat_template`)."""
         tokenizer = None
         if cfg.data.chat_template:
-            from restmcts.models import load_tokenizer
+            from restmcts.checkpoints import load_tokenizer
 
             tokenizer = load_tokenizer(cfg.model.policy)
         return cls(policy, prm, PromptFormat.from_config(cfg.data, tokenizer), cfg.search)

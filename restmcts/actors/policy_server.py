@@ -12,9 +12,9 @@ from typing import Any
 
 import ray
 
-from restmcts.actors.metrics import EngineReporter
 from restmcts.config import ServersConfig
 from restmcts.engines import Completion, GenerateRequest, make_policy_engine
+from restmcts.telemetry import EngineReporter
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)

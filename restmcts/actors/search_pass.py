@@ -36,11 +36,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from restmcts import replay
+from restmcts import replay, storage
 from restmcts.config import Config, SearchConfig
-from restmcts.extract import QuestionOutcome
 from restmcts.progress import progress
 from restmcts.replay import Trace, ValueRecord
+from restmcts.replay.extract import QuestionOutcome
 from restmcts.tasks import Question
 
 
@@ -93,7 +93,7 @@ def write_trees(trees: str, outcomes: Sequence[QuestionOutcome]) -> None:
     """Write each outcome's exported tree (restmcts.extract.export_tree), one atomic file each."""
     for o in outcomes:
         if o.tree is not None:
-            replay.write_text(tree_file(trees, o.question_id), json.dumps(o.tree, indent=1))
+            storage.write_text(tree_file(trees, o.question_id), json.dumps(o.tree, indent=1))
 
 
 class _Shards:
@@ -103,14 +103,14 @@ class _Shards:
         self.dir = f"{out_dir}/.shards-{stem}"
 
     def done_ids(self) -> set[str]:
-        files = replay.list_dir(self.dir)
+        files = storage.list_dir(self.dir)
         markers = {f[: -len(".done.json")] for f in files if f.endswith(".done.json")}
         for f in files:  # shards of a chunk that never got its marker: a crash mid-write
             if not f.endswith(".done.json") and f.rsplit(".", 2)[0] not in markers:
-                replay.remove(f)
+                storage.remove(f)
         ids: set[str] = set()
         for m in markers:
-            ids.update(json.loads(replay.read_text(m + ".done.json"))["question_ids"])
+            ids.update(json.loads(storage.read_text(m + ".done.json"))["question_ids"])
         return ids
 
     def write(self, ids: list[str], outcomes: list[QuestionOutcome], with_values: bool) -> None:
@@ -121,10 +121,10 @@ class _Shards:
         stats = [asdict(o.budget) | {"question_id": o.question_id, "solved": o.solved,
                                      "answered_correctly": o.answered_correctly, "failure": o.failure}
                  for o in outcomes]
-        replay.write_text(base + ".done.json", json.dumps({"question_ids": ids, "outcomes": stats}))
+        storage.write_text(base + ".done.json", json.dumps({"question_ids": ids, "outcomes": stats}))
 
     def merge(self, order: list[str], traces_path: str, values_path: str | None) -> tuple[int, int, list[dict]]:
-        files = replay.list_dir(self.dir)
+        files = storage.list_dir(self.dir)
         rank = {qid: i for i, qid in enumerate(order)}
 
         def load(suffix: str, cls: Any) -> list[Any]:
@@ -139,7 +139,7 @@ class _Shards:
             values = load(".values.parquet", ValueRecord)
             replay.write_records(values, ValueRecord, values_path)
         outcomes = [o for f in files if f.endswith(".done.json")
-                    for o in json.loads(replay.read_text(f))["outcomes"]]
+                    for o in json.loads(storage.read_text(f))["outcomes"]]
         return len(traces), len(values), outcomes
 
 
@@ -202,7 +202,7 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
     values_path = f"{out_dir}/{values_name}" if values_name is not None else None
     trace_rows, value_rows, outcomes = shards.merge([q.id for q in questions], f"{out_dir}/{traces_name}",
                                                     values_path)
-    replay.remove(shards.dir)
+    storage.remove(shards.dir)
     return PassSummary(
         questions=len(questions),
         solved=sum(o["solved"] for o in outcomes),

@@ -20,11 +20,11 @@ from typing import Any
 import ray
 
 from restmcts.actors.client import ClientStats, ModelClient
-from restmcts.actors.metrics import inc, metric
 from restmcts.config import Config, SearchConfig
-from restmcts.extract import QuestionOutcome, judge, to_records
+from restmcts.replay.extract import QuestionOutcome, judge, to_records
 from restmcts.search import derive_seed, run_strategy
 from restmcts.tasks import Question, make_task
+from restmcts.telemetry import inc, metric
 
 
 @dataclass

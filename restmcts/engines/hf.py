@@ -57,7 +57,7 @@ class HFPolicyEngine:
 
     def __init__(self, servers: ServersConfig, model_path: str, dtype: str = "float32",
                  device: str | None = None) -> None:
-        from restmcts.models import load_policy, load_tokenizer
+        from restmcts.checkpoints import load_policy, load_tokenizer
 
         _set_threads(servers)
         self.device = device or pick_device(servers)
@@ -198,7 +198,7 @@ class HFScoreEngine:
 
     def __init__(self, servers: ServersConfig, model_path: str, dtype: str = "float32",
                  device: str | None = None) -> None:
-        from restmcts.models import load_prm, load_tokenizer
+        from restmcts.checkpoints import load_prm, load_tokenizer
 
         _set_threads(servers)
         self.device = device or pick_device(servers)

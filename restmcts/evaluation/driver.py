@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from restmcts import replay
+from restmcts import storage
 from restmcts.config import Config, ConfigError
 from restmcts.evaluation.grid import Measured, run_grid
 from restmcts.evaluation.runs import RunCurve, read_run
@@ -38,9 +38,9 @@ class ModelSet:
 def evaluate(cfg: Config, out: str, command: str) -> str:
     from restmcts.actors.runtime import init_ray
     from restmcts.actors.servers import start_servers
+    from restmcts.checkpoints import read_weights
     from restmcts.evaluation.prm_quality import run_prm_quality
     from restmcts.evaluation.report import write_report
-    from restmcts.models import read_weights
 
     start = time.time()
     task = make_task(cfg.data, seed=cfg.loop.seed)
@@ -75,7 +75,7 @@ def evaluate(cfg: Config, out: str, command: str) -> str:
             difficulty, questions = splits[0]
             judged = questions[: cfg.eval.prm_test_questions or len(questions)]
             samples = f"{out}/grid/bootstrap/{difficulty}/samples-{cfg.eval.max_samples}.parquet"
-            reuse = samples if replay.exists(samples) and cfg.eval.max_samples >= cfg.eval.prm_samples else None
+            reuse = samples if storage.exists(samples) and cfg.eval.max_samples >= cfg.eval.prm_samples else None
             prm = run_prm_quality(cfg, servers, task, task.questions("train"), judged, out, reuse)
     finally:
         servers.shutdown()
@@ -105,7 +105,7 @@ def heldout_splits(cfg: Config, task: Any) -> list[tuple[str, list[Question]]]:
 def _bootstrap_texts(cfg: Config) -> set[str]:
     """The bootstrap's own easier questions (restmcts.bootstrap draws them from a task of its own),
     so that no held-out question is one the bootstrap models learned."""
-    from restmcts.bootstrap import own_problems
+    from restmcts.bootstrap.arith import own_problems
 
     return {p.text for p in own_problems(cfg)}
 
@@ -124,7 +124,7 @@ def curve_models(cfg: Config, runs: Sequence[RunCurve]) -> list[ModelSet]:
         if i == 0 and _same(policy, cfg.model.policy) and _same(prm, cfg.model.prm):
             continue
         for path in (policy, prm):
-            if not replay.exists(f"{path}/config.json"):
+            if not storage.exists(f"{path}/config.json"):
                 raise ConfigError(f"eval.curve_iterations: iteration {i} of {run.path!r} has no model at {path!r}; "
                                   "list only iterations the run finished")
         out.append(ModelSet(f"iter_{i}", policy, prm, strategies))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from restmcts import replay
+from restmcts import replay, storage
 from restmcts.config import Config, EvalConfig, SearchConfig, evaluation_search
 from restmcts.evaluation.sampling import SAMPLING, subsample_scores
 from restmcts.evaluation.stats import bootstrap_ci
@@ -117,14 +117,14 @@ def run_grid(cfg: Config, servers: Any, questions: Sequence[Question], out: str,
     for strategy, budget in todo:
         name = f"{strategy}-{budget}"
         done = f"{d}/{name}.json"
-        if not replay.exists(done):
+        if not storage.exists(done):
             if prepare is not None:
                 prepare()
                 prepare = None
             summary = run_pass(cfg, servers, list(questions), pass_search_config(cfg, strategy, budget), 0, d,
                                traces_name=f"{name}.parquet", values_name=None, label=f"{models} {difficulty} {name}")
             n = max(summary.questions, 1)
-            replay.write_text(done, json.dumps({
+            storage.write_text(done, json.dumps({
                 "strategy": strategy, "budget": budget, "n_questions": summary.questions,
                 "accuracy": summary.accuracy, "avg_tokens": summary.tokens / n, "prm_calls": summary.prm_calls / n,
                 "seconds_per_question": round(summary.wall_seconds / n, 3)}))
@@ -142,7 +142,7 @@ def read_slice(ev: EvalConfig, piece: Slice, out: str) -> list[Measured]:
 
     def load(name: str) -> tuple[dict[str, Any], list[Any]]:
         if name not in cache:
-            summary = json.loads(replay.read_text(f"{d}/{name}.json"))
+            summary = json.loads(storage.read_text(f"{d}/{name}.json"))
             if summary["n_questions"] != len(ids):
                 raise ValueError(f"{d}/{name}.json: searched {summary['n_questions']} questions, this run asks "
                                  f"for {len(ids)} (eval.num_test changed?); use a new --out or remove {d}")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from restmcts import replay
+from restmcts import replay, storage
 from restmcts.config import Config
 from restmcts.evaluation.sampling import best_of_n, weighted_vote
 from restmcts.replay import Trace, ValueRecord
@@ -130,19 +130,19 @@ def _mcts_values(cfg: Config, servers: Any, questions: list[Question], d: str) -
     from restmcts.actors.search_pass import run_pass
 
     done = f"{d}/mcts_values.json"
-    if not replay.exists(done):
+    if not storage.exists(done):
         search_cfg = dataclasses.replace(cfg.search, strategy="mcts_star")
         summary = run_pass(cfg, servers, questions, search_cfg, 0, d, traces_name="mcts_traces.parquet",
                            values_name="mcts_values.parquet", label="prm labels: MCTS*")
-        replay.write_text(done, json.dumps({"questions": summary.questions, "tokens": summary.tokens}))
-    return json.loads(replay.read_text(done))
+        storage.write_text(done, json.dumps({"questions": summary.questions, "tokens": summary.tokens}))
+    return json.loads(storage.read_text(done))
 
 
 def _monte_carlo_values(cfg: Config, servers: Any, task: Any, questions: list[Question], budget: int,
                         d: str, chunk: int = 16) -> dict[str, int]:
     """Label questions in order, `chunk` at a time, until `budget` policy tokens are spent."""
     done = f"{d}/monte_carlo.json"
-    if not replay.exists(done):
+    if not storage.exists(done):
         records: list[ValueRecord] = []
         tokens = used = 0
         while tokens < budget and used < len(questions):
@@ -154,8 +154,8 @@ def _monte_carlo_values(cfg: Config, servers: Any, task: Any, questions: list[Qu
             used += len(batch)
             print(f"[evaluate] Monte Carlo labels: {used} questions, {tokens:,} of {budget:,} tokens", flush=True)
         replay.write_records(records, ValueRecord, f"{d}/monte_carlo.parquet")
-        replay.write_text(done, json.dumps({"questions": used, "tokens": tokens}))
-    return json.loads(replay.read_text(done))
+        storage.write_text(done, json.dumps({"questions": used, "tokens": tokens}))
+    return json.loads(storage.read_text(done))
 
 
 async def _label(cfg: Config, servers: Any, task: Any, questions: list[Question]) -> list[tuple[list, int]]:
@@ -180,7 +180,7 @@ async def _label(cfg: Config, servers: Any, task: Any, questions: list[Question]
 def _train(cfg: Config, name: str, data: str, path: str) -> str:
     from restmcts.learners import train_phase
 
-    if not replay.exists(f"{path}/config.json"):
+    if not storage.exists(f"{path}/config.json"):
         prm_cfg = cfg.replace(f"learners.prm_epochs={cfg.eval.prm_epochs}")
         print(f"[evaluate] training the {name} PRM from {cfg.model.policy}", flush=True)
         train_phase(prm_cfg, "prm", cfg.model.policy, [data], path)
@@ -198,7 +198,7 @@ def _heldout_solutions(cfg: Config, servers: Any, test: list[Question], d: str,
     from restmcts.evaluation.grid import search_config
 
     path = samples or f"{d}/heldout_solutions.parquet"
-    if not replay.exists(path):
+    if not storage.exists(path):
         search_cfg = search_config(evaluation_search(cfg), "sc", cfg.eval.prm_samples)
         run_pass(cfg, servers, test, search_cfg, 0, d, traces_name="heldout_solutions.parquet", values_name=None,
                  label="prm held-out solutions")
@@ -214,7 +214,7 @@ def _heldout_solutions(cfg: Config, servers: Any, test: list[Question], d: str,
 
 def _score_all(cfg: Config, servers: Any, prm_path: str, solutions: list[Trace]) -> list[list[float]]:
     """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s weights."""
-    from restmcts.models import read_weights
+    from restmcts.checkpoints import read_weights
 
     servers.sync_weights(prm_state=read_weights(prm_path))
 
@@ -234,7 +234,7 @@ def _client(cfg: Config, servers: Any) -> Any:
 
 def _auroc(scores: Sequence[Sequence[float]], truth: Sequence[Sequence[bool]]) -> float:
     """Per-step AUROC of every solution's prefix scores against its true step labels."""
-    from restmcts.bootstrap import auroc
+    from restmcts.evaluation.stats import auroc
 
     return auroc([v for vs in scores for v in vs], [ok for oks in truth for ok in oks])
 
@@ -242,7 +242,7 @@ def _auroc(scores: Sequence[Sequence[float]], truth: Sequence[Sequence[bool]]) -
 def _depth_auroc(scores: Sequence[Sequence[float]], truth: Sequence[Sequence[bool]]) -> float | None:
     """AUROC within each step depth, averaged with the depth's step count as weight (depths
     where every step is right, or every step wrong, are left out); None when none is left."""
-    from restmcts.bootstrap import auroc
+    from restmcts.evaluation.stats import auroc
 
     by_depth: dict[int, list[tuple[float, bool]]] = defaultdict(list)
     for vs, oks in zip(scores, truth, strict=True):

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 
-from restmcts import replay
+from restmcts import storage
 from restmcts.config import Config
 from restmcts.evaluation.grid import GridPoint, Measured
 from restmcts.evaluation.prm_quality import HeldOut, PRMQuality
@@ -230,17 +230,17 @@ def write_report(out: str, cfg: Config, grid: Sequence[Measured], runs: Sequence
                  prm: PRMResult | None, command: str, seconds: float, run_models: dict[str, str] | None = None) -> str:
     """`run_models`: each self-training run's path -> the grid's label for its final models."""
     points = [m.point for m in grid]
-    replay.write_text(f"{out}/results.csv", _csv([asdict(p) for p in points], [f.name for f in fields(GridPoint)]))
+    storage.write_text(f"{out}/results.csv", _csv([asdict(p) for p in points], [f.name for f in fields(GridPoint)]))
     _plot_grid(points, f"{out}/accuracy_vs_tokens.png")
     if runs or any(p.models != "bootstrap" for p in points):
         _plot_runs(runs, points, f"{out}/self_training.png")
     if prm is not None and prm[0]:
         rows = [_prm_row(q) for q in prm[0]]
-        replay.write_text(f"{out}/prm_quality.csv", _csv(rows, list(rows[0])))
+        storage.write_text(f"{out}/prm_quality.csv", _csv(rows, list(rows[0])))
     checked, pairings = claims(grid, runs, prm, cfg.eval.resamples, run_models)
     text = _markdown(cfg, points, runs, prm, checked, pairings, command, seconds)
-    replay.write_text(f"{out}/report.md", text)
-    replay.write_text(f"{out}/config.json", json.dumps(cfg.to_dict(), indent=2))
+    storage.write_text(f"{out}/report.md", text)
+    storage.write_text(f"{out}/config.json", json.dumps(cfg.to_dict(), indent=2))
     return text
 
 
@@ -372,7 +372,7 @@ def _save(fig: object, path: str) -> None:
     fig.tight_layout()  # type: ignore[attr-defined]
     fig.savefig(buf, format="png", dpi=110)  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
-    replay.write_bytes(path, buf.getvalue())
+    storage.write_bytes(path, buf.getvalue())
 
 
 def _markdown(cfg: Config, grid: Sequence[GridPoint], runs: Sequence[RunCurve], prm: PRMResult | None,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from restmcts import replay
+from restmcts import replay, storage
 from restmcts.evaluation.stats import bootstrap_ci
 from restmcts.loop.state import RunState
 
@@ -48,7 +48,7 @@ class RunCurve:
         (ReST-EM trains none), the run's starting models at iteration 0."""
         policy = f"{self.path}/iter_{iteration}/policy" if iteration > 0 else self.start_models[0]
         prm = next((f"{self.path}/iter_{j}/prm" for j in range(iteration, 0, -1)
-                    if replay.exists(f"{self.path}/iter_{j}/prm/config.json")), self.start_models[1])
+                    if storage.exists(f"{self.path}/iter_{j}/prm/config.json")), self.start_models[1])
         return policy, prm
 
     @property
@@ -58,10 +58,10 @@ class RunCurve:
 
 def read_run(path: str, step_labels: StepLabels | None) -> RunCurve:
     """One run's curve; fails naming `eval.self_train_runs` when `path` is not a finished-enough run."""
-    if not replay.exists(f"{path}/config.json") or not replay.exists(f"{path}/metrics.jsonl"):
+    if not storage.exists(f"{path}/config.json") or not storage.exists(f"{path}/metrics.jsonl"):
         raise FileNotFoundError(f"eval.self_train_runs: {path!r} holds no config.json and metrics.jsonl; "
                                 "give folders written by jobs/self_train.py")
-    run_cfg = json.loads(replay.read_text(f"{path}/config.json"))
+    run_cfg = json.loads(storage.read_text(f"{path}/config.json"))
     algorithm = run_cfg["loop"]["algorithm"]
     ids = _test_ids(run_cfg)
     state = RunState.open(path)
@@ -72,7 +72,7 @@ def read_run(path: str, step_labels: StepLabels | None) -> RunCurve:
         i = record["iteration"]
         search = state.get(i, "search") if i > 0 and state.done(i, "search") else {}
         data = f"{path}/iter_{i}/policy_data.parquet"
-        traces = replay.read_traces(data) if i > 0 and replay.exists(data) else []
+        traces = replay.read_traces(data) if i > 0 and storage.exists(data) else []
         scores = _scores(f"{path}/iter_{i}/eval_traces.parquet", ids, record.get("questions"))
         low, high = bootstrap_ci(scores) if scores else (None, None)
         points.append(IterationPoint(
@@ -107,7 +107,7 @@ def _scores(path: str, ids: list[str] | None, questions: int | None) -> list[flo
     """Per held-out question, 1.0 when the loop's evaluation chose a correct answer. Without the
     ids, the questions seen in the traces in id order, padded with wrong answers up to the pass's
     count (enough for an interval; pairs with another run only where both saw the same questions)."""
-    if not replay.exists(path):
+    if not storage.exists(path):
         return []
     traces = replay.read_traces(path)
     right = {t.question_id for t in traces if t.chosen and t.correct}

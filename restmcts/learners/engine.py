@@ -182,9 +182,9 @@ def epoch_steps(count: int, epoch: int, rank: int, seed: int, micro_batch_size: 
 
 
 def require_replay(path: str) -> None:
-    from restmcts import replay
+    from restmcts import storage
 
-    if not replay.exists(path):
+    if not storage.exists(path):
         raise FileNotFoundError(f"replay file {path!r} does not exist")
 
 
@@ -303,7 +303,7 @@ class Learner(ABC, Generic[S, E]):
 
     def load_tokenizer(self, path: str) -> None:
         """Load the checkpoint's tokenizer and the prompt format that uses it (before `encode`)."""
-        from restmcts.models import load_tokenizer
+        from restmcts.checkpoints import load_tokenizer
 
         self.tokenizer = load_tokenizer(path)
         self.fmt = PromptFormat.from_config(self.cfg.data, self.tokenizer)

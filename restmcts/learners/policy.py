@@ -52,7 +52,7 @@ class PolicyLearner(Learner[Trace, SFTExample]):
         return self.cfg.learners.policy_epochs
 
     def load_model(self, path: str) -> Any:
-        from restmcts.models import load_policy
+        from restmcts.checkpoints import load_policy
 
         return load_policy(path)
 

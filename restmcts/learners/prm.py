@@ -59,7 +59,7 @@ class PRMLearner(Learner[ValueRecord, ValueExample]):
         return self.cfg.learners.prm_epochs
 
     def load_model(self, path: str) -> Any:
-        from restmcts.models import load_prm
+        from restmcts.checkpoints import load_prm
 
         return load_prm(path)
 

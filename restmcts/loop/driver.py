@@ -21,8 +21,7 @@ import sys
 import time
 from typing import Any
 
-from restmcts import replay
-from restmcts.actors.metrics import metric
+from restmcts import replay, storage
 from restmcts.actors.runtime import init_ray
 from restmcts.actors.search_pass import PassSummary, run_pass
 from restmcts.actors.servers import Servers, start_servers
@@ -31,6 +30,7 @@ from restmcts.loop.heldout import independent_accuracy
 from restmcts.loop.state import RunState
 from restmcts.replay import Trace
 from restmcts.tasks import Question, make_task
+from restmcts.telemetry import metric
 
 
 class SelfTraining:
@@ -46,7 +46,7 @@ class SelfTraining:
     # ------------------------------------------------------------------ Algorithm 1
 
     def run(self) -> list[dict[str, Any]]:
-        replay.write_text(f"{self.out}/config.json", _json(self.cfg.to_dict()))
+        storage.write_text(f"{self.out}/config.json", _json(self.cfg.to_dict()))
         if self._all_done():
             print(f"[self_train] {self.out}: every phase is done; nothing to do", file=sys.stderr)
             return self.state.records
@@ -92,7 +92,7 @@ class SelfTraining:
         return self._train("policy", base, [f"{self._dir(i)}/policy_data.parquet"], f"{self._dir(i)}/policy")
 
     def sync(self, i: int) -> dict[str, Any]:
-        from restmcts.models import read_weights
+        from restmcts.checkpoints import read_weights
 
         policy_path, prm_path = self._checkpoints(i)
         self._servers().sync_weights(read_weights(policy_path), read_weights(prm_path))

@@ -39,13 +39,13 @@ def read_records(out: str | Path) -> list[dict[str, Any]]:
 
 def write_report(out: str | Path) -> Path:
     """Write `out/report.html` (and a viewer page beside each exported tree); return its path."""
-    from restmcts import replay
+    from restmcts import storage
 
     out = Path(out)
     records = read_records(out)
     page = render_report(out, records)
     path = out / "report.html"
-    replay.write_text(str(path), page)
+    storage.write_text(str(path), page)
     return path
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from restmcts import replay
+from restmcts import storage
 
 
 @dataclass
@@ -24,8 +24,8 @@ class RunState:
     def open(cls, out: str) -> RunState:
         path = f"{out}/metrics.jsonl"
         records = []
-        if replay.exists(path):
-            for line in replay.read_text(path).splitlines():
+        if storage.exists(path):
+            for line in storage.read_text(path).splitlines():
                 line = line.strip()
                 if line:
                     try:
@@ -48,5 +48,5 @@ class RunState:
                                        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **metrics}))
         self.records.append(entry)
         text = "".join(json.dumps(r) + "\n" for r in self.records)
-        replay.write_text(f"{self.out}/metrics.jsonl", text)
+        storage.write_text(f"{self.out}/metrics.jsonl", text)
         return entry

@@ -284,3 +284,34 @@ def independent_final_number(steps: Sequence[str]) -> int | None:
         return None
     numbers = re.findall(r"-?\d+", steps[-1])
     return int(numbers[-1]) if numbers else None
+
+
+# --------------------------------------------------------------------------- error analysis
+
+
+def error_kinds(wrong: Sequence[tuple[Problem, Sequence[str]]]) -> dict[str, int]:
+    """Count wrong solutions by their first wrong step: an arithmetic slip (`result`), a wrongly
+    copied value or operation (`operand`), an unparseable step (`format`), a wrong final answer
+    line (`answer`), or a solution that ends early or runs on (`length`)."""
+    counts: dict[str, int] = {}
+    for p, steps in wrong:
+        kind = _first_error_kind(p, steps)
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _first_error_kind(p: Problem, steps: Sequence[str]) -> str:
+    labels = step_labels(p, steps)
+    if all(labels):
+        return "length"
+    k = labels.index(False)
+    if k >= len(p.ops):
+        return "answer" if k == len(p.ops) else "length"
+    m = _STEP.match(steps[k])
+    if m is None:
+        return "answer" if states_answer(steps[k]) else "format"
+    value = p.start
+    for sym, x in p.ops[:k]:
+        value = apply(value, sym, x)
+    same_inputs = (int(m.group(1)), m.group(2), int(m.group(3))) == (value, *p.ops[k])
+    return "result" if same_inputs else "operand"

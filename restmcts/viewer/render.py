@@ -16,7 +16,7 @@ def template() -> str:
 
 
 def render(tree: dict[str, Any]) -> str:
-    """The page for one tree dict (FORMAT in restmcts.extract)."""
+    """The page for one tree dict (FORMAT in restmcts.replay.extract)."""
     missing = [k for k in REQUIRED if k not in tree]
     if missing:
         raise ValueError(f"not an exported search tree: keys {missing} are missing (expected the JSON that "
@@ -29,7 +29,7 @@ def render(tree: dict[str, Any]) -> str:
 
 def render_file(tree_json: str | Path, out_html: str | Path) -> Path:
     """Read `tree_json`, write its page to `out_html` (atomically), return the page's path."""
-    from restmcts import replay
+    from restmcts import storage
 
     src = Path(tree_json)
     if not src.is_file():
@@ -39,7 +39,7 @@ def render_file(tree_json: str | Path, out_html: str | Path) -> Path:
     except json.JSONDecodeError as err:
         raise ValueError(f"{src}: not JSON ({err})") from err
     out = Path(out_html)
-    replay.write_text(str(out), render(tree))
+    storage.write_text(str(out), render(tree))
     return out
 
 

@@ -9,7 +9,7 @@ the servers, the learners and vLLM load `OUT/policy` like any checkpoint.
 
 The PRM is the policy's backbone with a new one-label sequence-classification head (read through
 a sigmoid, as `restmcts.models.load_prm` does), trained briefly on Math-Shepherd-style Monte Carlo
-labels (restmcts/prm_init.py): `bootstrap.prm_questions` questions from the end of the train
+labels (restmcts/bootstrap/labels.py): `bootstrap.prm_questions` questions from the end of the train
 split (the search's first windows start at the front), `bootstrap.prm_rollouts` rollouts per
 prefix, `bootstrap.prm_steps` AdamW steps. `bootstrap.prm_steps=0` keeps the untrained head.
 """
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restmcts.checkpoints import load_prm, save
 from restmcts.config import Config
-from restmcts.models import load_prm, save
 from restmcts.paths import resolve
 from restmcts.prompt import PromptFormat
-from restmcts.replay import write_text
+from restmcts.storage import write_text
 
 
 @dataclass
@@ -75,7 +75,7 @@ def prepare_models(cfg: Config, base: str, out: str | Path) -> PrepareReport:
     """Write OUT/policy/, OUT/prm/ and OUT/prepare.json."""
     import torch
 
-    from restmcts.prm_init import mc_value_samples, num_params, tail_mean, timed, train_prm
+    from restmcts.bootstrap.labels import mc_value_samples, num_params, tail_mean, timed, train_prm
     from restmcts.tasks import make_task
 
     b, out = cfg.bootstrap, Path(out)

@@ -13,7 +13,7 @@ Three timed phases, all on CPU, all seeded from `cfg.bootstrap.seed`:
 2. mc_labels  Math-Shepherd-style value labels for `D_V0` (ALGORITHM.md, Self-training): for one
               sampled solution per question, every prefix `p_k` gets `prm_rollouts` completions from
               the policy, and its label is the fraction that reach the gold answer. A prefix that
-              already states an answer is labelled by checking it (restmcts/prm_init.py, shared
+              already states an answer is labelled by checking it (restmcts/bootstrap/labels.py, shared
               with jobs/prepare_model.py).
 3. train_prm  the PRM (the SFT'd backbone plus a one-label head, read through a sigmoid) regresses
               those labels with MSE.
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,9 +39,7 @@ from typing import Any
 
 import torch
 
-from restmcts.config import BootstrapConfig, Config, ConfigError, DataConfig
-from restmcts.models import build_arith_tokenizer, build_tiny_models, save
-from restmcts.prm_init import (
+from restmcts.bootstrap.labels import (
     ValueSample,
     encode,
     generate,
@@ -55,15 +52,19 @@ from restmcts.prm_init import (
     train_prm,
     train_steps,
 )
-from restmcts.prm_init import mc_value_samples as _mc_value_samples
-from restmcts.prm_init import to_steps as _to_steps
+from restmcts.bootstrap.labels import mc_value_samples as _mc_value_samples
+from restmcts.bootstrap.labels import to_steps as _to_steps
+from restmcts.bootstrap.tiny import build_arith_tokenizer, build_tiny_models
+from restmcts.checkpoints import save
+from restmcts.config import BootstrapConfig, Config, ConfigError, DataConfig
+from restmcts.evaluation.stats import auroc
 from restmcts.prompt import PromptFormat
-from restmcts.replay import write_text
+from restmcts.storage import write_text
 from restmcts.tasks.arith import (
     ArithTask,
     Problem,
-    apply,
     check_answer,
+    error_kinds,
     extract_answer,
     states_answer,
     step_labels,
@@ -262,57 +263,6 @@ def evaluate(report: BootstrapReport, policy: Any, prm: Any, tok: Any, fmt: Prom
     report.prm_auroc = round(auroc(scores, labels), 4)
     report.prm_eval_steps = len(labels)
     report.prm_eval_positive = _mean(labels)
-
-
-def error_kinds(wrong: Sequence[tuple[Problem, Sequence[str]]]) -> dict[str, int]:
-    """Count wrong solutions by their first wrong step: an arithmetic slip (`result`), a wrongly
-    copied value or operation (`operand`), an unparseable step (`format`), a wrong final answer
-    line (`answer`), or a solution that ends early or runs on (`length`)."""
-    counts: dict[str, int] = {}
-    for p, steps in wrong:
-        kind = _first_error_kind(p, steps)
-        counts[kind] = counts.get(kind, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-_STEP = re.compile(r"^(\d+) ([+\-*]) (\d+) = (-?\d+)$")
-
-
-def _first_error_kind(p: Problem, steps: Sequence[str]) -> str:
-    labels = step_labels(p, steps)
-    if all(labels):
-        return "length"
-    k = labels.index(False)
-    if k >= len(p.ops):
-        return "answer" if k == len(p.ops) else "length"
-    m = _STEP.match(steps[k].strip())
-    if m is None:
-        return "answer" if states_answer(steps[k]) else "format"
-    value = p.start
-    for sym, x in p.ops[:k]:
-        value = apply(value, sym, x)
-    same_inputs = (int(m.group(1)), m.group(2), int(m.group(3))) == (value, *p.ops[k])
-    return "result" if same_inputs else "operand"
-
-
-def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties count half); 0.5 when one class is absent."""
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    if not pos or not neg:
-        return 0.5
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for t in range(i, j + 1):
-            ranks[order[t]] = (i + j) / 2 + 1
-        i = j + 1
-    pos_rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y)
-    return (pos_rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
 # --------------------------------------------------------------------------- generation

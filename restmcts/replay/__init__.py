@@ -3,21 +3,22 @@
     traces.parquet  one row per terminal solution (policy data: the verified-correct rows)
     values.parquet  one row per inferred (Q, p, v) sample (PRM data)
 
-Every row carries `question_id`; files are written whole, to a temporary name that is renamed
-into place, so a reader never sees half a file and a killed writer leaves nothing behind.
-Paths may be local or any URI pyarrow's filesystems understand (s3://, gs://, ...).
+Every row carries `question_id`; files are written whole and atomically (restmcts.storage), so a
+reader never sees half a file and a killed writer leaves nothing behind. Paths may be local or
+any URI pyarrow's filesystems understand (s3://, gs://, ...). How a tree becomes rows: extract.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from restmcts.storage import filesystem, write_table
 
 SCHEMA_VERSION = 1
 
@@ -101,90 +102,6 @@ def from_table(table: pa.Table, cls: type[R]) -> list[R]:
     return [cls(**{n: cols[n][i] for n in names}) for i in range(table.num_rows)]
 
 
-def _fs(path: str):
-    from pyarrow import fs
-
-    return fs.FileSystem.from_uri(path) if "://" in path else (fs.LocalFileSystem(), path)
-
-
-def exists(path: str) -> bool:
-    from pyarrow import fs
-
-    filesystem, p = _fs(path)
-    return filesystem.get_file_info(p).type != fs.FileType.NotFound
-
-
-def write_table(table: pa.Table, path: str) -> None:
-    """Write a Parquet file atomically: to `path.<tmp>` first, then rename over `path`."""
-    filesystem, p = _fs(path)
-    parent = p.rsplit("/", 1)[0] if "/" in p else "."
-    filesystem.create_dir(parent, recursive=True)
-    tmp = f"{p}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        pq.write_table(table, tmp, filesystem=filesystem)
-        filesystem.move(tmp, p)
-    except BaseException:
-        _discard(filesystem, tmp)
-        raise
-
-
-def _discard(filesystem: Any, tmp: str) -> None:
-    try:
-        filesystem.delete_file(tmp)
-    except Exception:  # never written, or already gone
-        pass
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a small text file (JSON markers, summaries) atomically."""
-    write_bytes(path, text.encode())
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    """Write a small file (text, a plot) atomically."""
-    filesystem, p = _fs(path)
-    parent = p.rsplit("/", 1)[0] if "/" in p else "."
-    filesystem.create_dir(parent, recursive=True)
-    tmp = f"{p}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with filesystem.open_output_stream(tmp) as f:
-            f.write(data)
-        filesystem.move(tmp, p)
-    except BaseException:  # a full disk or a crash: no half file under either name
-        _discard(filesystem, tmp)
-        raise
-
-
-def read_text(path: str) -> str:
-    filesystem, p = _fs(path)
-    with filesystem.open_input_stream(p) as f:
-        return f.read().decode()
-
-
-def list_dir(path: str) -> list[str]:
-    """Full paths of the files directly under `path` (empty when it does not exist)."""
-    from pyarrow import fs
-
-    filesystem, p = _fs(path)
-    if filesystem.get_file_info(p).type == fs.FileType.NotFound:
-        return []
-    infos = filesystem.get_file_info(fs.FileSelector(p))
-    prefix = path[: len(path) - len(p)] if "://" in path else ""
-    return sorted(prefix + i.path for i in infos if i.type == fs.FileType.File)
-
-
-def remove(path: str) -> None:
-    """Delete a file or a whole directory; missing is fine."""
-    from pyarrow import fs
-
-    filesystem, p = _fs(path)
-    kind = filesystem.get_file_info(p).type
-    if kind == fs.FileType.Directory:
-        filesystem.delete_dir(p)
-    elif kind == fs.FileType.File:
-        filesystem.delete_file(p)
-
-
 def write_records(records: Sequence[R], cls: type[R], path: str) -> None:
     write_table(to_table(records, cls), path)
 
@@ -194,8 +111,8 @@ def read_table(paths: str | Iterable[str], schema: pa.Schema) -> pa.Table:
     paths = [paths] if isinstance(paths, str) else list(paths)
     tables = []
     for path in paths:
-        filesystem, p = _fs(path)
-        t = pq.read_table(p, filesystem=filesystem)
+        fs, p = filesystem(path)
+        t = pq.read_table(p, filesystem=fs)
         tables.append(t.select(schema.names).cast(schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 

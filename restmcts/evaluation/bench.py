@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from restmcts import replay
+from restmcts import replay, storage
 from restmcts.config import Config
 from restmcts.engines.base import EngineStats, GenerateRequest
 from restmcts.prompt import PromptFormat
@@ -129,7 +129,7 @@ def run_bench(cfg: Config, out: str, sweep: tuple[int, ...] = (1, 8, 64, 256), s
     report.search_tokens_per_s = report.sweep[-1].tokens_per_s
     report.engine_tokens_per_s_limit = report.engine_limit["tokens_per_s"]
     report.saturation = report.search_tokens_per_s / max(report.engine_tokens_per_s_limit, 1e-9)
-    replay.write_text(f"{out}/bench.json", report.to_json() + "\n")
+    storage.write_text(f"{out}/bench.json", report.to_json() + "\n")
     return report
 
 
@@ -138,7 +138,7 @@ def _search_point(cfg: Config, servers: Any, questions: list[Any], trees: int, o
     from restmcts.actors.search_pass import run_pass
 
     workers = 1 if trees <= 8 else 2
-    replay.remove(out)  # a pass resumes from what it finds: start every measurement empty
+    storage.remove(out)  # a pass resumes from what it finds: start every measurement empty
     search = dataclasses.replace(cfg.search, num_workers=workers, min_workers=workers,
                                  trees_per_worker=max(1, trees // workers), sequential_calls=sequential)
     before = servers.stats()
