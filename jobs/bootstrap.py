@@ -3,8 +3,11 @@
     python jobs/bootstrap.py --config configs/arith-tiny.yaml --out runs/bootstrap [key.sub=value ...]
 
 Writes OUT/policy/ and OUT/prm/ (Hugging Face folders: safetensors + tokenizer, loadable with
-AutoModelForCausalLM / AutoModelForSequenceClassification) and OUT/bootstrap.json (timings,
-parameter counts, iteration-0 accuracy, PRM AUROC). The same config and seed give the same weights.
+AutoModelForCausalLM / AutoModelForSequenceClassification), what they learned from as replay
+files (OUT/sft.parquet: the SFT examples; OUT/values.parquet: the PRM's Monte Carlo labels) and
+OUT/bootstrap.json (timings, parameter counts, iteration-0 accuracy, PRM AUROC). Generation,
+scoring and training run on the project's engines and learners in this process
+(restmcts/bootstrap/). The same config and seed give the same weights.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     r = run_bootstrap(cfg, out)
-    print(f"\nWrote {out}/policy, {out}/prm, {out}/bootstrap.json in {r.timings_s['total']:.0f}s "
+    print(f"\nWrote {out}/policy, {out}/prm, {out}/sft.parquet, {out}/values.parquet, {out}/bootstrap.json "
+          f"in {r.timings_s['total']:.0f}s "
           f"({r.threads} threads)")
     print(f"  params          policy {r.params['policy']:,}  prm {r.params['prm']:,}")
     print(f"  SFT             {r.sft_examples} examples (by operations {r.sft_ops}), "

@@ -5,8 +5,9 @@
 
 `--base` is a hub name, a local Hugging Face folder, or a GGUF file (a path or pkg://package/file).
 Writes OUT/policy/ (causal LM), OUT/prm/ (the same backbone with a one-label value head, trained
-on Monte Carlo rollout labels from the task's train split; see restmcts/bootstrap/pretrained.py) and
-OUT/prepare.json. Point `model.policy` / `model.prm` at OUT/policy and OUT/prm.
+on Monte Carlo rollout labels from the task's train split, kept in OUT/values.parquet; see
+restmcts/bootstrap/pretrained.py) and OUT/prepare.json. Point `model.policy` / `model.prm` at
+OUT/policy and OUT/prm.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     r = prepare_models(cfg, known.base, out)
-    print(f"\nWrote {out}/policy, {out}/prm, {out}/prepare.json in {r.timings_s['total']:.0f}s")
+    print(f"\nWrote {out}/policy, {out}/prm, {out}/values.parquet, {out}/prepare.json "
+          f"in {r.timings_s['total']:.0f}s")
     print(f"  params    policy {r.params['policy']:,}  prm {r.params['prm']:,}")
     print(f"  PRM data  {r.prm_samples} prefixes from {r.prm_questions} questions, "
           f"mean label {r.prm_mean_label:.3f}, final MSE {r.prm_final_loss:.4f}")

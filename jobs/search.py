@@ -23,17 +23,17 @@ from restmcts.actors.runtime import init_ray  # noqa: E402
 from restmcts.actors.search_pass import run_pass  # noqa: E402
 from restmcts.actors.servers import start_servers  # noqa: E402
 from restmcts.cli import parse_job_args  # noqa: E402
-from restmcts.tasks import make_task  # noqa: E402
+from restmcts.tasks import task_for  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg, out = parse_job_args(__doc__.splitlines()[0], argv, checkpoints=True)
-    task = make_task(cfg.data, seed=cfg.loop.seed)
+    task = task_for(cfg)
     questions = task.questions("train", cfg.data.num_questions)
     init_ray(cfg.ray)
     servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
     try:
-        summary = run_pass(cfg, servers, questions, cfg.search, iteration=1, out_dir=out)
+        summary = run_pass(cfg, servers, questions, cfg.search.settings(), iteration=1, out_dir=out)
         engines = servers.stats()
     finally:
         servers.shutdown()

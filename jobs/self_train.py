@@ -22,12 +22,11 @@ from restmcts.loop import self_train  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     cfg, out = parse_job_args(__doc__.splitlines()[0], argv, checkpoints=True)
     records = self_train(cfg, out)
-    evals = [r for r in records if r["phase"] == "evaluate"]
     print(f"\nOutputs in {out}/ (metrics.jsonl, iter_<i>/...). Held-out accuracy per iteration:")
-    for r in evals:
-        independent = r.get("heldout_accuracy")
+    for r in (r for r in records if r.phase == "evaluate"):
+        independent = r.stats.heldout_accuracy
         extra = f"  (independent check {independent:.3f})" if independent is not None else ""
-        print(f"  iteration {r['iteration']}: {r['accuracy']:.3f}{extra}")
+        print(f"  iteration {r.iteration}: {r.stats.accuracy:.3f}{extra}")
     return 0
 
 

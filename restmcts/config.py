@@ -10,7 +10,9 @@ loading: code reads `cfg.search.branch`, never `cfg.get("branch", 3)`.
 Search settings come in two groups, each defaulting to the authors' values (ALGORITHM.md):
 `search` is the data-generation column (the loop's search passes), `eval_search` the evaluation
 column, laid over `search` by `evaluation_search(cfg)` for every evaluation (the loop's evaluate
-phase and jobs/evaluate.py).
+phase and jobs/evaluate.py). The search core receives only the tree's parameters, a
+`SearchSettings`; the `search:` section (`SearchConfig`) adds how a pass runs on Ray, which the
+pass reads from `cfg.search` while each pass is given its own `SearchSettings`.
 """
 
 from __future__ import annotations
@@ -95,7 +97,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """The embedded default's tiny models, built from nothing by jobs/bootstrap.py.
+    """The starting models: the embedded default's tiny models, built from nothing by
+    jobs/bootstrap.py, and (the prm_* and generation keys) the initial PRM jobs/prepare_model.py
+    trains for a pretrained policy. Both run the project's engines and learners in-process
+    (restmcts/bootstrap/inprocess.py maps each key onto them).
 
     SFT questions are the last `sft_examples` of the train split and Monte Carlo label questions
     the `prm_questions` before them, so the first search windows (taken from the front of the
@@ -116,6 +121,9 @@ class BootstrapConfig:
     min_ops: int = 1  # operations of the bootstrap's own questions, when max_ops > 0
     max_ops: int = 0  # 0 = learn from the train split itself
     longer_examples: int = 0  # with max_ops > 0: SFT examples taken from the train split's end
+    # SFT and PRM training: about *_steps training steps (learner epochs = round(steps * batch_size
+    # / rows), at least 1; 0 trains nothing) of *_batch_size rows, peak learning rate *_lr, with
+    # linear warmup over 5% of the steps and cosine decay to 10% (learners.lr_schedule "warmup_cosine").
     sft_steps: int = 800
     sft_batch_size: int = 32
     sft_lr: float = 1e-3
@@ -125,8 +133,8 @@ class BootstrapConfig:
     prm_batch_size: int = 32
     prm_lr: float = 5e-4
     temperature: float = 0.7  # sampling for Monte Carlo rollouts and the pass@k check
-    max_new_tokens: int = 128  # per sampled solution
-    gen_batch_size: int = 256  # prompts per generate() call
+    max_new_tokens: int = 128  # policy tokens per step of a chain (a chain ends by search.max_depth)
+    gen_batch_size: int = 256  # rows per forward batch in the in-process engines
     eval_samples: int = 4  # k of the pass@k and PRM best-of-k checks on the test split
     seed: int = 0
 
@@ -147,6 +155,13 @@ class BootstrapConfig:
                "must be between 0 and bootstrap.sft_examples")
 
 
+def _check_strategy(name: str, key: str) -> None:
+    """`name` is a search strategy (restmcts.search.strategies.STRATEGIES, the one list of them)."""
+    from restmcts.search.strategies import STRATEGIES
+
+    _check(name in STRATEGIES, key, f"got {name!r}; allowed: {', '.join(map(repr, STRATEGIES))}")
+
+
 def _check_tree(cfg: Any, section: str) -> None:
     """The tree's settings, shared by `search` and `eval_search`."""
     for key in ("num_simulations", "branch", "rollout_branch"):
@@ -159,12 +174,17 @@ def _check_tree(cfg: Any, section: str) -> None:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """MCTS* and baseline settings. Defaults are the authors' data-generation column (ALGORITHM.md);
-    evaluation lays `EvalSearchConfig` over them (`evaluation_search`)."""
+class SearchSettings:
+    """The tree's parameters: everything a strategy in `restmcts.search` reads, and nothing about
+    where or how a pass runs. Defaults are the authors' data-generation column (ALGORITHM.md);
+    `SearchConfig.settings()` gives the `search:` section's, `evaluation_search(cfg)` an evaluation's."""
 
-    strategy: Literal["mcts_star", "cot", "sc", "bon", "tot"] = "mcts_star"
+    strategy: str = "mcts_star"  # a name in restmcts.search.strategies.STRATEGIES
     num_simulations: int = 50
+    # Anytime MCTS*: simulation counts (each <= num_simulations) at which the tree records what the
+    # same search run with that many simulations would answer and spend (SearchResult.checkpoints;
+    # restmcts.search.mcts, "Anytime"). jobs/evaluate.py sets it; empty = record nothing.
+    record_at: tuple[int, ...] = ()
     exploration: float = 0.5  # c in UCT
     branch: int = 3  # b: candidate next steps per expansion
     rollout_steps: int = 1
@@ -188,6 +208,29 @@ class SearchConfig:
     num_samples: int = 8  # N for sc / bon
     beam_width: int = 3  # k for tot
     bon_aggregate: Literal["min", "last"] = "min"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_strategy(self.strategy, "search.strategy")
+        _check_tree(self, "search")
+        for key in ("max_depth", "max_step_tokens", "num_samples", "beam_width"):
+            _check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
+        _check(all(1 <= k <= self.num_simulations for k in self.record_at), "search.record_at",
+               f"every count must be in [1, search.num_simulations={self.num_simulations}] (got {list(self.record_at)})")
+
+    def settings(self) -> SearchSettings:
+        """Exactly the tree's parameters (a `SearchConfig` leaves its pass fields behind)."""
+        if type(self) is SearchSettings:
+            return self
+        return SearchSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SearchSettings)})
+
+
+@dataclass(frozen=True)
+class SearchConfig(SearchSettings):
+    """The `search:` section: the data-generation pass's tree settings (`settings()`) and how a
+    search pass runs on Ray (these fields: workers, resources, call schedule, tree export).
+    Evaluation lays `EvalSearchConfig` over the tree settings (`evaluation_search`)."""
+
     num_workers: int = 2  # search worker actors at most (all are requested; the autoscaler sees the rest)
     min_workers: int = 1  # search workers that must be running before a pass starts
     trees_per_worker: int = 64  # trees in flight in one worker
@@ -202,11 +245,10 @@ class SearchConfig:
     # Write the trees of the pass's first `export_trees` questions as JSON under OUT/trees/
     # (restmcts.viewer draws them); 0 = none.
     export_trees: int = 0
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_tree(self, "search")
-        for key in ("max_depth", "max_step_tokens", "num_samples", "beam_width", "num_workers", "trees_per_worker"):
+        super().__post_init__()
+        for key in ("num_workers", "trees_per_worker"):
             _check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
         _check(1 <= self.min_workers <= self.num_workers, "search.min_workers",
                f"need 1 <= min_workers <= num_workers (got {self.min_workers} and {self.num_workers})")
@@ -286,9 +328,10 @@ class LearnersConfig:
     prm_lr: float = 3e-4
     prm_epochs: int = 2
     weight_decay: float = 0.0
-    # Learning rate over a train phase: "constant", or "warmup_linear" (linear warmup over
-    # `warmup_ratio` of the phase's optimizer steps from a fresh optimizer, then linear decay to 0).
-    lr_schedule: Literal["constant", "warmup_linear"] = "constant"
+    # Learning rate over a train phase: "constant", or linear warmup over `warmup_ratio` of the
+    # phase's optimizer steps from a fresh optimizer, then "warmup_linear" (linear decay to 0) or
+    # "warmup_cosine" (cosine decay to 10% of the peak; the bootstrap's schedule).
+    lr_schedule: Literal["constant", "warmup_linear", "warmup_cosine"] = "constant"
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0  # gradient clipping (0 = off)
     max_restarts: int = 2  # a train phase starts over this many times when a learner dies
@@ -316,7 +359,7 @@ class LoopConfig:
     algorithm: Literal["rest_mcts", "rest_em"] = "rest_mcts"
     # ReST-MCTS*: drop verified traces whose PRM value is below this (0 keeps all).
     trace_min_value: float = 0.0
-    eval_strategy: Literal["mcts_star", "cot", "sc", "bon", "tot"] = "cot"
+    eval_strategy: str = "cot"  # the evaluate phase's search strategy (restmcts.search.strategies)
     # ReST-EM baseline: solutions sampled per question (set it so tokens match the MCTS* budget).
     rest_em_samples: int = 16
     # Each iteration searches data.num_questions fresh training questions (a rotating window).
@@ -325,6 +368,7 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         _check(self.iterations >= 0, "loop.iterations", "must be >= 0")
+        _check_strategy(self.eval_strategy, "loop.eval_strategy")
         _check(0.0 <= self.trace_min_value <= 1.0, "loop.trace_min_value", "must be in [0, 1]")
         _check(self.rest_em_samples >= 1, "loop.rest_em_samples", "must be >= 1")
 
@@ -336,8 +380,9 @@ class EvalConfig:
     The equal-budget grid runs every strategy in `strategies` at each of its budgets over
     `num_test` held-out questions per difficulty: `sample_budgets` is N for sc, bon and sc_prm
     (PRM-weighted vote), all read from one pass of `max_samples` samples per question;
-    `beam_budgets` is the beam width k for tot and `simulation_budgets` the simulations for
-    mcts_star (one pass each); cot has one budget, 1. Every accuracy gets a 95% bootstrap interval
+    `beam_budgets` is the beam width k for tot (one pass each) and `simulation_budgets` the
+    simulations for mcts_star (one anytime pass at the largest, recording every budget on the
+    way: search.record_at); cot has one budget, 1. Every accuracy gets a 95% bootstrap interval
     over questions (`resamples`), and every claim a paired test over the same questions.
     """
 
@@ -346,8 +391,9 @@ class EvalConfig:
     max_samples: int = 64  # samples per question in the one sampling pass (>= every sample budget)
     beam_budgets: tuple[int, ...] = (1, 2, 4, 8, 16)
     # An MCTS* simulation deepens the tree by at most one step, so a budget below the solution's
-    # length (5 steps on the arith test split) reaches no answer at all.
-    simulation_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)
+    # length (5 steps on the arith test split) reaches no answer at all. A budget costs only the
+    # simulations trees really run (a tree the gate stopped, or one fully explored, spends no more).
+    simulation_budgets: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
     # Held-out questions per difficulty (0 = data.num_test, the loop's own evaluation size).
     num_test: int = 0
     # arith: the operation counts to evaluate at (each its own held-out split; the configured
@@ -374,7 +420,9 @@ class EvalConfig:
     prm_epochs: int = 4  # epochs each of the two PRMs trains (learners.prm_lr, micro batches as configured)
 
     def __post_init__(self) -> None:
-        known = ("cot", "sc", "bon", "sc_prm", "tot", "mcts_star")
+        from restmcts.evaluation.grid import grid_strategies
+
+        known = grid_strategies()
         for name in self.strategies:
             _check(name in known, "eval.strategies", f"unknown strategy {name!r}; allowed: {', '.join(known)}")
         for key in ("sample_budgets", "beam_budgets", "simulation_budgets", "difficulties"):
@@ -386,6 +434,15 @@ class EvalConfig:
             _check(getattr(self, key) >= 1, f"eval.{key}", "must be >= 1")
         for key in ("num_test", "prm_test_questions"):
             _check(getattr(self, key) >= 0, f"eval.{key}", "must be >= 0 (0 = all)")
+
+    def budgets(self, knob: str | None) -> tuple[int, ...]:
+        """The grid's budgets for a strategy whose budget is the search setting `knob`
+        (restmcts.search.strategies; None: one chain, one budget)."""
+        by_knob = {"num_samples": self.sample_budgets, "beam_width": self.beam_budgets,
+                   "num_simulations": self.simulation_budgets, None: (1,)}
+        if knob not in by_knob:
+            raise ValueError(f"eval: no budgets for the search setting {knob!r}; known: {', '.join(map(str, by_knob))}")
+        return by_knob[knob]
 
 
 @dataclass(frozen=True)
@@ -420,10 +477,10 @@ class Config:
         return from_dict(apply_overrides(self.to_dict(), list(overrides)))
 
 
-def evaluation_search(cfg: Config, **knobs: Any) -> SearchConfig:
-    """`cfg.search` with the evaluation group laid over it (and any `knobs`, e.g. a strategy's
-    budget): the settings of every evaluation pass."""
-    return dataclasses.replace(cfg.search, **{**dataclasses.asdict(cfg.eval_search), **knobs})
+def evaluation_search(cfg: Config, **knobs: Any) -> SearchSettings:
+    """The tree settings of `cfg.search` with the evaluation group laid over them (and any `knobs`,
+    e.g. a strategy's budget): the settings of every evaluation pass."""
+    return dataclasses.replace(cfg.search.settings(), **{**dataclasses.asdict(cfg.eval_search), **knobs})
 
 
 # --------------------------------------------------------------------------- loading

@@ -146,3 +146,31 @@ def test_missing_and_malformed_files(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert load_config(empty) == Config()
+
+
+@pytest.mark.parametrize("override", ["search.strategy=beam", "loop.eval_strategy=beam", "eval.strategies=[cot,beam]"])
+def test_unknown_strategies_name_the_key_and_every_valid_name(override):
+    from restmcts.evaluation.grid import grid_strategies
+    from restmcts.search.strategies import STRATEGIES
+
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    text = str(err.value)
+    assert text.startswith(override.split("=")[0] + ": ") and "'beam'" in text
+    valid = grid_strategies() if override.startswith("eval.") else STRATEGIES
+    assert all(name in text for name in valid) and ("sc_prm" in text) == override.startswith("eval.")
+
+
+def test_the_strategy_registry_drives_validation_and_budgets(monkeypatch):
+    """A strategy added to the registry alone is accepted by every strategy key and gets the grid
+    budgets of the setting it names."""
+    from restmcts.evaluation.grid import budget_points, pass_search_config
+    from restmcts.search import strategies
+
+    greedy = strategies.Strategy("greedy_beam", strategies.STRATEGIES["cot"].run, budget="beam_width")
+    monkeypatch.setitem(strategies.STRATEGIES, "greedy_beam", greedy)
+    cfg = load_config(None, ["search.strategy=greedy_beam", "loop.eval_strategy=greedy_beam",
+                             "eval.strategies=[cot,greedy_beam]", "eval.beam_budgets=[2,5]"])
+    assert budget_points(cfg.eval) == [("cot", 1), ("greedy_beam", 2), ("greedy_beam", 5)]
+    point = pass_search_config(cfg, "greedy_beam", 5)
+    assert point.strategy == "greedy_beam" and point.beam_width == 5

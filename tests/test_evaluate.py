@@ -14,7 +14,14 @@ from fakes import ARITH, ArithPolicy, ArithPRM, arith_problem
 
 from restmcts import replay
 from restmcts.config import ConfigError, DataConfig, SearchConfig, evaluation_search, load_config
-from restmcts.evaluation.grid import GridPoint, Measured, budget_points, passes, search_config
+from restmcts.evaluation.grid import (
+    GridPoint,
+    Measured,
+    budget_points,
+    pass_search_config,
+    passes,
+    search_config,
+)
 from restmcts.evaluation.prm_quality import (
     _auroc,
     _depth_auroc,
@@ -23,11 +30,11 @@ from restmcts.evaluation.prm_quality import (
 )
 from restmcts.evaluation.report import claims, matched_pairs, verdict
 from restmcts.evaluation.runs import IterationPoint, RunCurve, false_positive_rate, read_run
-from restmcts.evaluation.sampling import best_of_n, subsample_scores, weighted_vote
+from restmcts.evaluation.sampling import subsample_scores, weighted_vote
 from restmcts.evaluation.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap, paired_bootstrap_strata
 from restmcts.replay import Trace
 from restmcts.search import Models
-from restmcts.search.baselines import majority
+from restmcts.search.baselines import highest_value, majority
 from restmcts.search.montecarlo import monte_carlo_labels
 from restmcts.search.types import Solution
 from restmcts.tasks.arith import ArithTask, parse_question, step_labels
@@ -111,6 +118,53 @@ def test_each_strategy_gets_its_own_budget_knob_and_sampling_shares_one_pass():
     assert (mcts.strategy, mcts.num_simulations, mcts.early_stop) == ("mcts_star", 8, cfg.eval_search.early_stop)
 
 
+def test_mcts_star_is_one_anytime_pass_at_its_largest_budget():
+    cfg = load_config(None, ["eval.strategies=[cot,mcts_star]", "eval.simulation_budgets=[8,2,4]"])
+    assert budget_points(cfg.eval) == [("cot", 1), ("mcts_star", 8), ("mcts_star", 2), ("mcts_star", 4)]
+    assert passes(cfg.eval) == [("cot", 1), ("mcts_star", 8)]
+    anytime = pass_search_config(cfg, "mcts_star", 8)
+    assert (anytime.strategy, anytime.num_simulations, anytime.record_at) == ("mcts_star", 8, (2, 4, 8))
+    assert pass_search_config(cfg, "cot", 1).record_at == ()
+
+
+def test_mcts_star_rows_come_from_the_checkpoints_of_one_pass(ray_local, tiny_ckpt, tmp_path):
+    """Real servers and workers: one MCTS* pass at 4 simulations gives the rows at 1, 2 and 4, each
+    from its checkpoints (judged per question, for the paired tests); the last is the pass's own search."""
+    from restmcts.actors.servers import start_servers
+    from restmcts.evaluation.grid import run_grid
+
+    cfg = load_config(ROOT / "configs/arith-tiny.yaml", [
+        f"model.policy={tiny_ckpt}/policy", f"model.prm={tiny_ckpt}/prm", "data.arith_min_ops=1",
+        "data.arith_max_ops=2", "data.arith_test_ops=2", "search.max_depth=3", "search.max_step_tokens=8",
+        "search.num_workers=1", "search.trees_per_worker=8", "eval.strategies=[mcts_star]",
+        "eval.simulation_budgets=[1,2,4]", "eval.resamples=50"])
+    task = ArithTask(cfg.data, seed=cfg.loop.seed)
+    questions = task.questions("test", 5)
+    servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
+    try:
+        points = run_grid(cfg, servers, questions, str(tmp_path))
+    finally:
+        servers.shutdown()
+    d = tmp_path / "grid" / "bootstrap" / "test"
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith("mcts")) == [
+        "mcts_star-4.checkpoints.jsonl", "mcts_star-4.json", "mcts_star-4.parquet"]  # one pass
+    rows = [json.loads(line) for line in (d / "mcts_star-4.checkpoints.jsonl").read_text().splitlines()]
+    assert [(r["question_id"], r["at"]) for r in rows] == [(q.id, k) for q in questions for k in (1, 2, 4)]
+    gold = {q.id: q.answer for q in questions}
+    for r in rows:
+        assert r["best"] is None or r["best"]["correct"] == task.check(r["best"]["answer"], gold[r["question_id"]])
+    assert [(m.point.strategy, m.point.budget) for m in points] == [("mcts_star", 1), ("mcts_star", 2), ("mcts_star", 4)]
+    for m in points:
+        at = [r for r in rows if r["at"] == m.point.budget]
+        assert m.scores == tuple(1.0 if r["best"] is not None and r["best"]["correct"] else 0.0 for r in at)
+        assert m.point.avg_tokens == pytest.approx(sum(r["tokens"] for r in at) / len(at))
+        assert m.point.n_questions == len(questions)
+    summary = json.loads((d / "mcts_star-4.json").read_text())
+    assert points[-1].point.avg_tokens == pytest.approx(summary["avg_tokens"])
+    assert points[-1].point.accuracy == pytest.approx(summary["accuracy"])
+    assert points[0].point.avg_tokens < points[-1].point.avg_tokens
+
+
 def test_eval_config_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"eval\.strategies: unknown strategy 'mcts'"):
         load_config(None, ["eval.strategies=[cot,mcts]"])
@@ -146,7 +200,7 @@ def test_subsampled_votes_equal_a_direct_vote_over_the_first_n_chains():
                 continue
             vote = majority([Solution(t.steps, t.answer) for t in answered])  # the search's own vote
             assert got_sc == float(vote.answer == gold[qid])
-            assert got_bon == float(best_of_n([(t, t.value) for t in answered]).correct)
+            assert got_bon == float(highest_value([(t, t.value) for t in answered]).correct)
             assert got_w == float(weighted_vote([(t, t.value) for t in answered]).correct)
     assert subsample_scores(traces, ids, "sc", 8) != subsample_scores(traces, ids, "sc", 1)
 
@@ -251,7 +305,7 @@ def test_weighted_vote_and_best_of_n_pick_by_value():
     a1, a2, b = _trace("q", "1", True), _trace("q", "1", True), _trace("q", "2", False)
     assert weighted_vote([(a1, 0.1), (a2, 0.1), (b, 0.9)]) is b  # 0.9 outweighs two votes of 0.1
     assert weighted_vote([(a1, 0.5), (a2, 0.5), (b, 0.9)]) is a1
-    assert best_of_n([(a1, 0.2), (b, 0.3)]) is b
+    assert highest_value([(a1, 0.2), (b, 0.3)]) is b
 
 
 def test_prm_table_scores_each_question_on_its_first_n_solutions():
@@ -260,11 +314,11 @@ def test_prm_table_scores_each_question_on_its_first_n_solutions():
     scores = [[0.9], [0.4], [0.4], [0.1], [0.9]]  # min over prefixes = the one value
     assert _pick_scores(sols, scores, weighted_vote, ["q1", "q2", "q3"], 1) == [0.0, 1.0, 0.0]
     assert _pick_scores(sols, scores, weighted_vote, ["q1", "q2", "q3"]) == [0.0, 1.0, 0.0]  # 0.9 > 0.4 + 0.4
-    assert _pick_scores(sols, scores, best_of_n, ["q1", "q2"], 2) == [0.0, 1.0]
+    assert _pick_scores(sols, scores, highest_value, ["q1", "q2"], 2) == [0.0, 1.0]
     scores[0] = [0.5]  # "2" outweighs one "1" (0.4) but not two (0.8)
     assert _pick_scores(sols, scores, weighted_vote, ["q1"], 2) == [0.0]
     assert _pick_scores(sols, scores, weighted_vote, ["q1"], 3) == [1.0]
-    assert _pick_scores(sols, scores, best_of_n, ["q1"], 1) == [0.0]
+    assert _pick_scores(sols, scores, highest_value, ["q1"], 1) == [0.0]
 
 
 def test_depth_auroc_does_not_penalise_values_that_grow_with_depth():
@@ -280,8 +334,8 @@ def test_depth_auroc_does_not_penalise_values_that_grow_with_depth():
     steps = [labels(t.question, t.steps) for t in (good, bad)]
     assert _auroc(scores, steps) < 0.7
     assert _depth_auroc(scores, steps) == 1.0  # depth 0 has only right steps: left out
-    assert _pick_accuracy([good, bad], scores, best_of_n, 1, last=True) == 1.0
-    assert _pick_accuracy([good, bad], [[0.1, 0.3, 0.9], [0.2, 0.9, 0.9]], best_of_n, 1) == 0.0  # min: 0.1 < 0.2
+    assert _pick_accuracy([good, bad], scores, highest_value, 1, last=True) == 1.0
+    assert _pick_accuracy([good, bad], [[0.1, 0.3, 0.9], [0.2, 0.9, 0.9]], highest_value, 1) == 0.0  # min: 0.1 < 0.2
 
 
 def test_false_positive_rate_counts_right_answers_with_a_wrong_step():
@@ -418,7 +472,9 @@ def test_evaluate_job_on_arith_writes_the_report(ray_local, trained_ckpt, tmp_pa
     paired = report.split("## Paired tests at matched tokens", 1)[1].split("\n## ", 1)[0]
     assert paired.count("\n| ") == 1 + (2 * 4 + 2 * 3) * 2  # the header; each claim pairs 2 MCTS* budgets
 
-    marker = out / "grid" / "bootstrap" / "2" / "samples-2.json"
+    slice_dir = out / "grid" / "bootstrap" / "2"
+    assert (slice_dir / "mcts_star-4.checkpoints.jsonl").exists() and not (slice_dir / "mcts_star-2.json").exists()
+    marker = slice_dir / "samples-2.json"
     before = marker.stat().st_mtime_ns
     assert job.main(args) == 0, "a rerun reuses every finished part"
     assert marker.stat().st_mtime_ns == before

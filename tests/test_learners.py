@@ -309,3 +309,15 @@ def test_two_learner_actors_form_one_world_and_stay_in_sync(ray_local, tiny_ckpt
     assert len(result.weights_digests) == 2 and len(set(result.weights_digests)) == 1
     assert result.epoch_losses[-1] < result.epoch_losses[0]
     assert_same_weights(exported, out)
+
+
+def test_a_group_the_cluster_cannot_hold_fails_naming_the_keys(ray_local, monkeypatch):
+    from ray.util import placement_group_table
+
+    from restmcts.actors import runtime
+
+    monkeypatch.setattr(runtime, "PLACEMENT_TIMEOUT_S", 1.0)
+    live_before = sum(pg["state"] != "REMOVED" for pg in placement_group_table().values())
+    with pytest.raises(RuntimeError, match=r"no room for 2 bundle\(s\) of \{'CPU': 64.0\}.*learners.num_cpus"):
+        LearnerGroup(config("learners.num_learners=2", "learners.num_cpus=64"), "policy")
+    assert sum(pg["state"] != "REMOVED" for pg in placement_group_table().values()) == live_before

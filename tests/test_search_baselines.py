@@ -1,9 +1,8 @@
-"""Baselines (CoT, self-consistency, best-of-N, ToT, ReST-EM filter) on scripted and arith fakes."""
+"""Baselines (CoT, self-consistency, best-of-N, ToT) on scripted and arith fakes."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 from fakes import ARITH, ArithPolicy, ArithPRM, ScriptedPolicy, ScriptedPRM, arith_problem, never_ending
@@ -12,10 +11,8 @@ from restmcts.config import SearchConfig
 from restmcts.search import (
     STRATEGIES,
     Models,
-    Solution,
     best_of_n,
     cot,
-    rest_em_filter,
     run_strategy,
     self_consistency,
     tot,
@@ -138,11 +135,3 @@ def test_empty_step_cuts_a_chain_short_and_counts_a_dead_end():
                                   SearchConfig(num_samples=3), seed=0))
     assert result.solutions == [] and result.best is None
     assert (result.budget.dead_ends, result.budget.empty_steps) == (3, 3)
-
-
-def test_rest_em_filter_keeps_verified_correct_only():
-    sols = [Solution(("a",), "1", correct=True), Solution(("b",), "2", correct=False),
-            Solution(("c",), None, correct=False), Solution(("d",), "1", correct=True)]
-    assert rest_em_filter(sols) == [sols[0], sols[3]]
-    with pytest.raises(ValueError, match="correct=None"):
-        rest_em_filter(sols + [dataclasses.replace(sols[0], correct=None)])

@@ -402,3 +402,73 @@ def test_duplicate_samples_are_paid_for_and_counted_as_wasted():
     result = run(mcts_star("q", Models(policy, prm), ARITH, SearchConfig(num_simulations=1, branch=3), seed=0))
     assert result.budget.duplicate_steps == 2
     assert result.budget.wasted_tokens == 2 * 3 and result.budget.tokens == policy.tokens
+
+
+# ---- anytime: checkpoints at simulation counts (search.record_at)
+
+
+def _stopped_at(problem, cfg, k, seed):
+    """The same search run with k simulations and no checkpoints."""
+    plain = SearchConfig(**{**cfg.__dict__, "num_simulations": k, "record_at": ()})
+    return run(mcts_star(problem.text, Models(ArithPolicy(0.8), ArithPRM(noise=0.0)), ARITH, plain, seed=seed))
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_checkpoints_are_the_searches_stopped_at_each_count(early_stop):
+    # The authors' evaluation settings (fallback answer, 2 rollout steps); with early_stop the gate may
+    # end a tree before some counts: those checkpoints are its gated answer at the gate's spend.
+    record_at = (1, 2, 3, 5, 8, 13, 20)
+    cfg = SearchConfig(num_simulations=20, record_at=record_at, fallback_answer=True, rollout_steps=2,
+                       keep_rollouts=True, exploration=0.4, u_unvisited=0.8, early_stop=early_stop, end_gate=0.9)
+    completed = answered = gated = 0
+    for seed in range(4):
+        problem = arith_problem(seed, num_ops=4)
+        policy = ArithPolicy(0.8)
+        result = run(mcts_star(problem.text, Models(policy, ArithPRM(noise=0.0)), ARITH, cfg, seed=seed))
+        plain = _stopped_at(problem, cfg, 20, seed)
+        assert result.tree.to_dict() == plain.tree.to_dict() and result.budget == plain.budget
+        assert result.tree.rng.getstate() == plain.tree.rng.getstate()  # no draw from the tree's RNG
+        assert result.best == plain.best and result.solutions == plain.solutions and not plain.checkpoints
+        assert [c.at for c in result.checkpoints] == list(record_at)
+        for c in result.checkpoints:
+            alone = _stopped_at(problem, cfg, c.at, seed)
+            assert c.best == alone.best, (seed, c.at)
+            assert (c.simulations, c.tokens, c.prm_calls) == (alone.budget.simulations, alone.budget.tokens,
+                                                               alone.budget.prm_calls), (seed, c.at)
+            if c.gated:  # the gate ended the tree by then: its answer, at what the tree had spent
+                assert early_stop and c.best.value >= 0.9 and c.simulations == result.budget.simulations
+            completed += c.finish_tokens > 0
+            answered += c.best is not None
+            gated += c.gated
+        spent = [c.tokens - c.finish_tokens for c in result.checkpoints]
+        assert spent == sorted(spent) and result.checkpoints[-1].tokens == result.budget.tokens
+    assert completed and answered  # some checkpoints needed the greedy completion, some found answers
+    assert bool(gated) == early_stop
+
+
+def test_the_gate_ends_an_anytime_tree_and_answers_every_later_checkpoint():
+    policy = ScriptedPolicy(lambda steps, n, seed: [f"x{len(steps)}.{i}" if len(steps) < 3 else "The answer is 4"
+                                                    for i in range(n)])
+    prm = ScriptedPRM(lambda steps: 0.95 if steps == ("x0.0",) else 0.2)
+    cfg = SearchConfig(num_simulations=20, early_stop=True, end_gate=0.9, rollout_steps=0, branch=2,
+                       u_unvisited=0.0, fallback_answer=True, record_at=(1, 2, 5, 20))
+    result = run(mcts_star("q", Models(policy, prm), ARITH, cfg, seed=0))
+    assert result.budget.simulations == 2  # the gate fired at the second simulation: the tree stops there
+    first, *later = result.checkpoints
+    assert (first.at, first.simulations, first.gated) == (1, 1, False)
+    assert first.best.steps[0] == "x0.0" and first.finish_tokens > 0  # the fallback's node, completed
+    assert first.tokens == 2 * 2 + first.finish_tokens  # the root's expansion (2 steps of 2 tokens), the completion
+    assert [c.at for c in later] == [2, 5, 20]
+    for c in later:
+        assert (c.simulations, c.tokens, c.gated, c.best) == (2, result.budget.tokens, True, result.best)
+    assert result.budget.tokens == 2 * 2 + first.finish_tokens  # the gate's node: the same completion
+    assert len(policy.calls) == 1 + 3  # the expansion, and that completion's 3 steps, run once for both
+
+
+def test_record_at_must_lie_within_the_simulations():
+    from restmcts.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"search\.record_at: every count must be in \[1, search\.num_simulations=8\]"):
+        SearchConfig(num_simulations=8, record_at=(4, 16))
+    with pytest.raises(ConfigError, match=r"search\.record_at"):
+        SearchConfig(num_simulations=8, record_at=(0,))

@@ -48,11 +48,11 @@ def test_one_iteration_writes_the_documented_layout(ray_local, tiny_ckpt, tmp_pa
     records = self_train(cfg, str(out))
     wall = time.time() - start
     _layout_ok(out, 1)
-    phases = [(r["iteration"], r["phase"]) for r in records]
+    phases = [(r.iteration, r.phase) for r in records]
     assert phases == [(0, "evaluate"), (1, "search"), (1, "extract"), (1, "train_prm"), (1, "train_policy"),
                       (1, "sync"), (1, "evaluate")]
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert lines == records
+    assert lines == [json.loads(json.dumps(r.to_dict())) for r in records]
     assert 0 < sum(r["seconds"] for r in lines) <= wall, "phase durations, not timestamps"
     evals = [r for r in lines if r["phase"] == "evaluate"]
     assert [r["questions"] for r in evals] == [4, 4]
@@ -114,7 +114,7 @@ def test_rest_em_switch_trains_no_prm(ray_local, tiny_ckpt, tmp_path):
     cfg = load_config(ROOT / "configs/arith-tiny.yaml",
                       _overrides(tiny_ckpt) + ["loop.algorithm=rest_em", "loop.rest_em_samples=2"])
     records = self_train(cfg, str(out))
-    assert "train_prm" not in {r["phase"] for r in records}
+    assert "train_prm" not in {r.phase for r in records}
     traces = replay.read_traces(str(out / "iter_1" / "traces.parquet"))
     assert {t.strategy for t in traces} == {"sc"}
     assert not (out / "iter_1" / "prm").exists()

@@ -260,23 +260,30 @@ def test_viewer_rejects_a_file_that_is_not_a_tree(tmp_path):
 
 def _run_dir(tmp_path: Path) -> tuple[Path, dict]:
     """A finished one-iteration run's files: config.json, metrics.jsonl and one exported tree."""
-    from restmcts.loop.state import RunState
+    from restmcts.loop import state as log
 
     out = tmp_path / "run"
     cfg = load_config(ROOT / "configs/arith-tiny.yaml", ["loop.iterations=1", "search.export_trees=1"])
     storage.write_text(str(out / "config.json"), json.dumps(cfg.to_dict()))
-    state = RunState.open(str(out))
-    state.record(0, "evaluate", 30.0, accuracy=0.41, heldout_accuracy=0.41, questions=100, tokens=9000,
-                 avg_tokens=90.0)
-    state.record(1, "search", 400.0, accuracy=0.5, solved_fraction=0.7, questions=1024, samples=3000,
-                 value_samples=20000, tokens=2_000_000, avg_tokens=1953.1, prm_calls=50000, failures=3, retries=0)
-    state.record(1, "extract", 2.0, samples=900)
-    for role, losses in (("prm", [0.09, 0.07, 0.05, 0.04]), ("policy", [0.8, 0.6, 0.5, 0.45])):
-        state.record(1, f"train_{role}", 120.0, samples=900, steps=len(losses), final_loss=losses[-1],
-                     epoch_losses=[0.07, 0.045], samples_per_s=55.0, learner_seconds=118.0, step_losses=losses)
-    state.record(1, "sync", 3.0)
-    state.record(1, "evaluate", 31.0, accuracy=0.523, heldout_accuracy=0.52, questions=100, tokens=9100,
-                 avg_tokens=91.0)
+    run = log.RunState.open(str(out))
+
+    def passed(kind: type, **figures) -> log.PassStats:
+        return kind(**{"solved_fraction": 0.7, "samples": 3000, "value_samples": 0, "prm_calls": 0, "failures": 0,
+                       "retries": 0, "resumed": 0, "wall_seconds": 30.0, **figures})
+
+    run.record(0, "evaluate", 30.0, passed(log.EvaluationStats, accuracy=0.41, heldout_accuracy=0.41, questions=100,
+                                           tokens=9000, avg_tokens=90.0))
+    run.record(1, "search", 400.0, passed(log.PassStats, accuracy=0.5, questions=1024, value_samples=20000,
+                                          tokens=2_000_000, avg_tokens=1953.1, prm_calls=50000, failures=3))
+    run.record(1, "extract", 2.0, log.ExtractStats(samples=900, traces=3000, prm_samples=20000, questions_with_data=700))
+    for role, losses in (("prm", (0.09, 0.07, 0.05, 0.04)), ("policy", (0.8, 0.6, 0.5, 0.45))):
+        run.record(1, f"train_{role}", 120.0, log.LearnerStats(
+            role=role, init_path="a", out_path="b", samples=900, world_size=1, epochs=2, steps=len(losses),
+            epoch_losses=(0.07, 0.045), final_loss=losses[-1], train_seconds=110.0, samples_per_s=55.0,
+            tokens_per_s=900.0, truncated=0, weights_digests=("d",), step_losses=losses, learner_seconds=118.0))
+    run.record(1, "sync", 3.0, log.SyncStats(policy="a", prm="b"))
+    run.record(1, "evaluate", 31.0, passed(log.EvaluationStats, accuracy=0.523, heldout_accuracy=0.52, questions=100,
+                                           tokens=9100, avg_tokens=91.0))
     tree = _mcts_tree()
     storage.write_text(str(out / "iter_1" / "trees" / f"{tree['question_id']}.json"), json.dumps(tree))
     return out, tree

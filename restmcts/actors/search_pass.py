@@ -1,8 +1,11 @@
 """One search pass: stream questions to SearchWorker actors and write the replay exactly once.
 
-    summary = run_pass(cfg, servers, questions, search_cfg, iteration, out_dir)
+    summary = run_pass(cfg, servers, questions, settings, iteration, out_dir)
 
-Questions go to workers in chunks; each worker keeps enough chunks queued that
+`settings` are the trees' parameters (restmcts.config.SearchSettings: `cfg.search.settings()` for
+data generation, `evaluation_search(cfg)` for an evaluation), and every chunk sent to a worker
+carries them; how the pass runs (workers, resources, trees in flight, tree export) comes from
+`cfg.search`. Questions go to workers in chunks; each worker keeps enough chunks queued that
 `trees_per_worker` trees stay in flight, and is refilled as chunks finish. A finished chunk is
 written at once as a shard (values, then traces, then a done marker, each atomic). A rerun
 after a crash skips every question with a done marker and drops unmarked shards, so no row is
@@ -12,7 +15,7 @@ questions are done the shards are merged, in question order, into `traces.parque
 
 With `search.export_trees: N` the trees of the pass's first N questions (MCTS* only: other
 strategies grow no tree) are written as JSON to `OUT/trees/<question_id>.json`
-(restmcts.extract.export_tree; `python -m restmcts.viewer` draws one). A chunk's trees are
+(restmcts.replay.extract.export_tree; `python -m restmcts.viewer` draws one). A chunk's trees are
 written before its done marker, so a resumed pass still has every tree it exported.
 Progress goes to stderr through restmcts.progress: a bar on a terminal, complete lines in a log.
 
@@ -34,14 +37,17 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from restmcts import replay, storage
-from restmcts.config import Config, SearchConfig
+from restmcts.config import Config, SearchSettings
 from restmcts.progress import progress
 from restmcts.replay import Trace, ValueRecord
 from restmcts.replay.extract import QuestionOutcome
 from restmcts.tasks import Question
+
+if TYPE_CHECKING:
+    from restmcts.actors.servers import Servers
 
 
 @dataclass
@@ -89,8 +95,24 @@ def tree_file(trees: str, question_id: str) -> str:
     return f"{trees}/{re.sub(r'[^A-Za-z0-9._-]', '_', question_id)}.json"
 
 
+def checkpoints_path(out_dir: str, traces_name: str = "traces.parquet") -> str:
+    """Where a pass with `search.record_at` (anytime MCTS*) writes its checkpoints: JSON lines,
+    one per question and count, `{"question_id", **restmcts.search.Checkpoint}` (`best` a Solution
+    dict with `correct` judged, or null), in question order then `at` order."""
+    return f"{out_dir}/{traces_name.removesuffix('.parquet')}.checkpoints.jsonl"
+
+
+def write_checkpoints(path: str, order: Sequence[str], outcomes: Sequence[dict[str, Any]]) -> None:
+    """The merged outcomes' checkpoint rows (none recorded: no file)."""
+    rank = {qid: i for i, qid in enumerate(order)}
+    rows = [{"question_id": o["question_id"], **c} for o in sorted(outcomes, key=lambda o: rank[o["question_id"]])
+            for c in o.get("checkpoints", [])]
+    if rows:
+        storage.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def write_trees(trees: str, outcomes: Sequence[QuestionOutcome]) -> None:
-    """Write each outcome's exported tree (restmcts.extract.export_tree), one atomic file each."""
+    """Write each outcome's exported tree (restmcts.replay.extract.export_tree), one atomic file each."""
     for o in outcomes:
         if o.tree is not None:
             storage.write_text(tree_file(trees, o.question_id), json.dumps(o.tree, indent=1))
@@ -119,7 +141,8 @@ class _Shards:
             replay.write_records([v for o in outcomes for v in o.values], ValueRecord, base + ".values.parquet")
         replay.write_records([t for o in outcomes for t in o.traces], Trace, base + ".traces.parquet")
         stats = [asdict(o.budget) | {"question_id": o.question_id, "solved": o.solved,
-                                     "answered_correctly": o.answered_correctly, "failure": o.failure}
+                                     "answered_correctly": o.answered_correctly, "failure": o.failure,
+                                     "checkpoints": [asdict(c) for c in o.checkpoints]}
                  for o in outcomes]
         storage.write_text(base + ".done.json", json.dumps({"question_ids": ids, "outcomes": stats}))
 
@@ -143,36 +166,38 @@ class _Shards:
         return len(traces), len(values), outcomes
 
 
-def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: SearchConfig,
+def run_pass(cfg: Config, servers: Servers, questions: list[Question], settings: SearchSettings,
              iteration: int, out_dir: str, traces_name: str = "traces.parquet",
              values_name: str | None = "values.parquet", label: str = "search") -> PassSummary:
-    """Search every question once; write `out_dir/traces_name` (and `values_name`)."""
+    """Search every question once with `settings`; write `out_dir/traces_name` (and `values_name`).
+    The workers receive the tree's parameters only (a `SearchConfig` given here is reduced to them)."""
     import ray
 
+    settings, pass_cfg = settings.settings(), cfg.search
     start = time.time()
     shards = _Shards(out_dir, traces_name.removesuffix(".parquet"))
     done = shards.done_ids()
     todo = deque(q for q in questions if q.id not in done)
     resumed = len(questions) - len(todo)
-    chunk = max(1, search_cfg.trees_per_worker // 4)
-    per_worker = -(-search_cfg.trees_per_worker // chunk) + 1  # chunks queued on each worker
-    size = max(1, min(search_cfg.num_workers, -(-len(todo) // chunk))) if todo else 0
-    pool = WorkerPool(cfg, servers, search_cfg, size)
+    chunk = max(1, pass_cfg.trees_per_worker // 4)
+    per_worker = -(-pass_cfg.trees_per_worker // chunk) + 1  # chunks queued on each worker
+    size = max(1, min(pass_cfg.num_workers, -(-len(todo) // chunk))) if todo else 0
+    pool = WorkerPool(cfg, servers, size)
     workers = pool.handles
     pending: dict[Any, tuple[int, list[Question]]] = {}
     chunks = deque(list(todo)[i:i + chunk] for i in range(0, len(todo), chunk))
     retries, finished, tokens = 0, resumed, 0
-    export = {q.id for q in questions[:search_cfg.export_trees]}  # the pass's first N questions
+    export = {q.id for q in questions[:pass_cfg.export_trees]}  # the pass's first N questions
     trees = tree_dir(out_dir, traces_name)
     bar = progress(len(questions), label, unit="questions", initial=resumed)
 
     def submit(w: int) -> None:
         while chunks and sum(1 for ww, _ in pending.values() if ww == w) < per_worker:
             qs = chunks.popleft()
-            pending[workers[w].run.remote(qs, search_cfg, iteration, [q.id for q in qs if q.id in export])] = (w, qs)
+            pending[workers[w].run.remote(qs, settings, iteration, [q.id for q in qs if q.id in export])] = (w, qs)
 
     try:
-        for w in pool.wait_for(min(search_cfg.min_workers, size)):
+        for w in pool.wait_for(min(pass_cfg.min_workers, size)):
             submit(w)
         while pending:
             for w in pool.poll():  # a worker the cluster placed since: it takes chunks still queued here
@@ -192,7 +217,7 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
                     tokens += sum(o.budget.tokens for o in outcomes)
                 submit(w)
             in_flight = min(sum(len(qs) for _, qs in pending.values()),
-                            len(pool.running) * search_cfg.trees_per_worker)
+                            len(pool.running) * pass_cfg.trees_per_worker)
             bar.set(finished, trees_in_flight=in_flight, workers=f"{len(pool.running)}/{size}", retries=retries,
                     **{"tok/s": f"{tokens / max(time.time() - start, 1e-9):,.0f}"})
         bar.close()
@@ -202,6 +227,7 @@ def run_pass(cfg: Config, servers: Any, questions: list[Question], search_cfg: S
     values_path = f"{out_dir}/{values_name}" if values_name is not None else None
     trace_rows, value_rows, outcomes = shards.merge([q.id for q in questions], f"{out_dir}/{traces_name}",
                                                     values_path)
+    write_checkpoints(checkpoints_path(out_dir, traces_name), [q.id for q in questions], outcomes)
     storage.remove(shards.dir)
     return PassSummary(
         questions=len(questions),
@@ -234,12 +260,12 @@ class WorkerPool:
     the resources); killing the pool at the end also withdraws the demand of workers never placed.
     """
 
-    def __init__(self, cfg: Config, servers: Any, search_cfg: SearchConfig, size: int):
+    def __init__(self, cfg: Config, servers: Servers, size: int):
         from restmcts.actors.runtime import actor_options
         from restmcts.actors.search_worker import SearchWorker
 
-        self.search_cfg = search_cfg
-        self.options = actor_options(search_cfg.worker_cpus, 0, resource=search_cfg.worker_resource)
+        self.start_timeout_s = cfg.search.worker_start_timeout_s
+        self.options = actor_options(cfg.search.worker_cpus, 0, resource=cfg.search.worker_resource)
         self.handles = [SearchWorker.options(**self.options).remote(cfg, servers.policy, servers.prm, f"worker-{i}")
                         for i in range(size)]
         self.probes = {h.stats.remote(): i for i, h in enumerate(self.handles)}  # answer once a worker runs
@@ -270,7 +296,7 @@ class WorkerPool:
 
     def wait_for(self, count: int) -> list[int]:
         """Block until `count` workers run; return every worker that started meanwhile."""
-        deadline = time.time() + self.search_cfg.worker_start_timeout_s
+        deadline = time.time() + self.start_timeout_s
         started = self.poll()
         while len(self.running) < count:
             if time.time() > deadline:
@@ -283,7 +309,7 @@ class WorkerPool:
 
         ask = {"CPU": self.options["num_cpus"], **self.options.get("resources", {})}
         return (f"search: {len(self.running)} of search.min_workers={count} search workers started within "
-                f"search.worker_start_timeout_s={self.search_cfg.worker_start_timeout_s:g}s; each asks {ask}. "
+                f"search.worker_start_timeout_s={self.start_timeout_s:g}s; each asks {ask}. "
                 f"Cluster resources: {ray.cluster_resources()}, available: {ray.available_resources()}. "
                 "Lower search.min_workers or search.worker_cpus, check search.worker_resource against the "
                 "node types' resources (cluster/), or let the autoscaler add nodes.")

@@ -1,7 +1,10 @@
 """SearchWorker: a Ray actor that runs many search trees at once against the inference servers.
 
-`run(questions, search_cfg, iteration)` starts one asyncio task per question, at most
-`search_cfg.trees_per_worker` trees in flight, each awaiting the servers through a ModelClient.
+`run(questions, settings, iteration)` starts one asyncio task per question, at most
+`search.trees_per_worker` trees in flight, each awaiting the servers through a ModelClient. Each
+call carries its own tree settings (restmcts.config.SearchSettings), so one worker can serve
+passes with different settings; what the worker itself is (trees in flight, call schedule) comes
+from the config it was started with.
 A finished tree is judged and reduced to replay records at once, so a worker holds records,
 never trees, for the questions it has finished (except the JSON of the few trees a pass exports,
 `search.export_trees`).
@@ -20,10 +23,10 @@ from typing import Any
 import ray
 
 from restmcts.actors.client import ClientStats, ModelClient
-from restmcts.config import Config, SearchConfig
+from restmcts.config import Config, SearchSettings
 from restmcts.replay.extract import QuestionOutcome, judge, to_records
 from restmcts.search import derive_seed, run_strategy
-from restmcts.tasks import Question, make_task
+from restmcts.tasks import Question, task_for
 from restmcts.telemetry import inc, metric
 
 
@@ -42,7 +45,7 @@ class SearchWorker:
     def __init__(self, cfg: Config, policy: list[Any], prm: list[Any], name: str = "worker"):
         self.cfg = cfg
         self.name = name
-        self.task = make_task(cfg.data, seed=cfg.loop.seed)
+        self.task = task_for(cfg)
         self.client = ModelClient.from_config(cfg, policy, prm)
         self.in_flight = 0
         self.done = 0
@@ -50,16 +53,15 @@ class SearchWorker:
         self.judge_seconds = 0.0
         self._limit: asyncio.Semaphore | None = None
 
-    async def run(self, questions: list[Question], search_cfg: SearchConfig, iteration: int,
+    async def run(self, questions: list[Question], settings: SearchSettings, iteration: int,
                   export: Sequence[str] = ()) -> list[QuestionOutcome]:
-        """Search `questions`; the outcomes of those whose ids are in `export` carry their tree."""
-        if self._limit is None:
-            self._limit = asyncio.Semaphore(search_cfg.trees_per_worker)
-        self.client.cfg = search_cfg  # the pass's step budget, temperature and call schedule
+        """Search `questions` with `settings`; the outcomes of those whose ids are in `export` carry their tree."""
+        if self._limit is None:  # made on the actor's event loop
+            self._limit = asyncio.Semaphore(self.cfg.search.trees_per_worker)
         wanted = set(export)
-        return list(await asyncio.gather(*(self._one(q, search_cfg, iteration, q.id in wanted) for q in questions)))
+        return list(await asyncio.gather(*(self._one(q, settings, iteration, q.id in wanted) for q in questions)))
 
-    async def _one(self, q: Question, search_cfg: SearchConfig, iteration: int,
+    async def _one(self, q: Question, settings: SearchSettings, iteration: int,
                    export: bool = False) -> QuestionOutcome:
         loop = asyncio.get_running_loop()
         assert self._limit is not None
@@ -67,9 +69,9 @@ class SearchWorker:
             self._track(+1)
             start = loop.time()
             try:
-                seed = derive_seed(search_cfg.seed, iteration, q.id)
-                models, answers = self.client.for_question(self.task)
-                result = await run_strategy(search_cfg.strategy, q.question, models, answers, search_cfg, seed)
+                seed = derive_seed(settings.seed, iteration, q.id)
+                models, answers = self.client.for_question(self.task, settings)
+                result = await run_strategy(settings.strategy, q.question, models, answers, settings, seed)
             finally:
                 self.search_seconds += loop.time() - start
                 self._track(-1)

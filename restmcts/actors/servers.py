@@ -61,8 +61,9 @@ def start_servers(cfg: Config, policy_path: str, prm_path: str) -> Servers:
     from restmcts.actors.prm_server import PRMServer
 
     s = cfg.servers
-    policy_pg = gpu_bundles(s.policy_replicas, s.num_cpus, s.num_gpus, s.resource)
-    prm_pg = gpu_bundles(s.prm_replicas, s.num_cpus, s.num_gpus, s.resource)
+    fix = "Lower servers.policy_replicas, servers.prm_replicas, servers.num_gpus or servers.num_cpus"
+    policy_pg = gpu_bundles(s.policy_replicas, s.num_cpus, s.num_gpus, s.resource, fix)
+    prm_pg = gpu_bundles(s.prm_replicas, s.num_cpus, s.num_gpus, s.resource, fix)
     policy = [
         PolicyServer.options(**actor_options(s.num_cpus, s.num_gpus, policy_pg, i, s.resource))
         .remote(s, policy_path, cfg.model.dtype, f"policy-{i}")

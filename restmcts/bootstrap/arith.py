@@ -1,76 +1,71 @@
 """Building the embedded default from nothing: a tiny policy and an initial PRM on arith.
 
-    report = run_bootstrap(cfg, "runs/bootstrap")   # writes policy/, prm/, bootstrap.json
+    report = run_bootstrap(cfg, "runs/bootstrap")   # writes policy/, prm/, sft.parquet, values.parquet, bootstrap.json
 
-Three timed phases, all on CPU, all seeded from `cfg.bootstrap.seed`:
-1. sft        a random tiny Llama learns to write arith solutions: supervised fine-tuning on the
-              task's own step-by-step solutions, loss on the solution tokens (and the closing EOS)
-              only. The embedded default teaches it easy questions (2 and 3 operations) and shows
-              it only 30 of the 4-operation kind the loop searches and the test asks
-              (`bootstrap.max_ops`, `longer_examples`): it starts right about 4 times in 10 on
-              those, wrong through slips on the longer chains, and self-training has to close the
-              gap from its own verified searches.
-2. mc_labels  Math-Shepherd-style value labels for `D_V0` (ALGORITHM.md, Self-training): for one
-              sampled solution per question, every prefix `p_k` gets `prm_rollouts` completions from
-              the policy, and its label is the fraction that reach the gold answer. A prefix that
-              already states an answer is labelled by checking it (restmcts/bootstrap/labels.py, shared
-              with jobs/prepare_model.py).
-3. train_prm  the PRM (the SFT'd backbone plus a one-label head, read through a sigmoid) regresses
-              those labels with MSE.
-Then `evaluate` measures what the self-training loop starts from: greedy accuracy on the test
-split, pass@k of temperature samples, the PRM's per-step AUROC against the ground-truth
-`arith.step_labels`, and PRM best-of-k accuracy.
-
-Simplifications, because the models are tiny and everything runs in one process: plain torch
-AdamW loops instead of the learners, and `model.generate` with left padding instead of the
-inference servers. Text is tokenized without special tokens, exactly as
-`PromptFormat.render` writes it; the policy ends a solution with EOS after "The answer is N\\n".
+Four timed phases, all seeded from `cfg.bootstrap.seed`, on the project's own engines and learners
+run in this process (restmcts/bootstrap/inprocess.py says how each `bootstrap.*` key maps onto them):
+1. sft        a random tiny Llama (tiny.py) learns to write arith solutions: the task's own
+              step-by-step solutions become replay rows (OUT/sft.parquet, `correct` True, strategy
+              "reference") and the policy learner fine-tunes on them, loss on the solution tokens
+              and the closing EOS only. The embedded default teaches it easy questions (2 and 3
+              operations) and shows it only 30 of the 4-operation kind the loop searches and the
+              test asks (`bootstrap.max_ops`, `longer_examples`): it starts right about 4 times in
+              10 on those, wrong through slips on the longer chains, and self-training has to close
+              the gap from its own verified searches.
+2. mc_labels  Math-Shepherd-style value labels for `D_V0` (ALGORITHM.md, Self-training) from the
+              SFT'd policy, one row per prefix in OUT/values.parquet (restmcts/bootstrap/labels.py,
+              shared with jobs/prepare_model.py).
+3. train_prm  the PRM learner regresses those labels with MSE: the SFT'd backbone with a fresh
+              one-label head, read through a sigmoid.
+4. evaluate   what the self-training loop starts from, measured on the test split through the
+              search core's chains (restmcts.search.baselines): greedy accuracy (one chain at
+              temperature 0, as `cot`) with its first errors by kind, `eval_samples` chains at
+              `temperature` for sample accuracy and pass@k, the PRM's value of every prefix of those
+              samples for per-step AUROC against the ground-truth `arith.step_labels`, and PRM
+              best-of-k accuracy (the sample with the highest minimum prefix value).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import torch
-
-from restmcts.bootstrap.labels import (
-    ValueSample,
-    encode,
-    generate,
+from restmcts import replay
+from restmcts.bootstrap.inprocess import (
+    chain_settings,
+    concurrently,
+    in_process_client,
     num_params,
-    pad_right,
-    phase_seed,
-    prm_values,
     tail_mean,
     timed,
-    train_prm,
-    train_steps,
+    train,
 )
-from restmcts.bootstrap.labels import mc_value_samples as _mc_value_samples
-from restmcts.bootstrap.labels import to_steps as _to_steps
+from restmcts.bootstrap.labels import monte_carlo_values
 from restmcts.bootstrap.tiny import build_arith_tokenizer, build_tiny_models
 from restmcts.checkpoints import save
-from restmcts.config import BootstrapConfig, Config, ConfigError, DataConfig
+from restmcts.config import Config, ConfigError, SearchSettings
 from restmcts.evaluation.stats import auroc
 from restmcts.prompt import PromptFormat
+from restmcts.replay import Trace
+from restmcts.search import derive_seed
+from restmcts.search.baselines import Chain, sample_chain, sample_chains
+from restmcts.search.calls import Calls
 from restmcts.storage import write_text
-from restmcts.tasks.arith import (
-    ArithTask,
-    Problem,
-    check_answer,
-    error_kinds,
-    extract_answer,
-    states_answer,
-    step_labels,
-)
+from restmcts.tasks import Question
+from restmcts.tasks.arith import ArithTask, Problem, error_kinds, step_labels
 
-_ARITH = ArithTask(DataConfig())  # answer rules only (is_terminal, extract_answer, check)
+if TYPE_CHECKING:
+    from restmcts.actors.client import ModelClient
+
+SFT_FILE = "sft.parquet"  # the policy's SFT rows (replay Traces)
+VALUES_FILE = "values.parquet"  # the PRM's Monte Carlo labels (replay ValueRecords)
 
 
 @dataclass
@@ -80,7 +75,7 @@ class BootstrapReport:
     seed: int
     threads: int
     params: dict[str, int]  # policy / prm parameter counts
-    timings_s: dict[str, float] = field(default_factory=dict)  # phase -> seconds, and "total"
+    timings_s: dict[str, float] = field(default_factory=dict)  # phase -> seconds (saving included), and "total"
     sft_examples: int = 0
     sft_ops: dict[str, int] = field(default_factory=dict)  # SFT examples by number of operations
     sft_final_loss: float = 0.0  # mean of the last 20 steps (per solution token)
@@ -110,6 +105,8 @@ class BootstrapReport:
 
 def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
     """Build, train, evaluate and save the embedded default's policy and PRM under `out`."""
+    import torch
+
     if cfg.data.task != "arith":
         raise ValueError(f"data.task: bootstrap builds the arith default only; got {cfg.data.task!r}")
     b, out = cfg.bootstrap, Path(out)
@@ -121,25 +118,27 @@ def run_bootstrap(cfg: Config, out: str | Path) -> BootstrapReport:
                                     num_heads=b.num_heads, max_position=b.max_position)
     report = BootstrapReport(seed=b.seed, threads=torch.get_num_threads(),
                              params={"policy": num_params(policy), "prm": num_params(prm)})
+    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
     with timed(report.timings_s, "sft", "bootstrap"):
-        losses = train_policy(policy, encode_sft(tok, fmt, sft_problems), b, tok.pad_token_id)
-        report.sft_examples, report.sft_final_loss = len(sft_problems), tail_mean(losses)
+        replay.write_records(sft_traces(sft_problems), Trace, str(out / SFT_FILE))
+        with tempfile.TemporaryDirectory(dir=out, prefix=".init-") as init:  # the random weights the SFT starts from
+            save(policy, tok, init)
+            result = train(cfg, "policy", init, str(out / SFT_FILE), str(out / "policy"), rows=len(sft_problems))
+        report.sft_examples, report.sft_final_loss = len(sft_problems), tail_mean(result)
         report.sft_ops = {str(n): sum(len(p.ops) == n for p in sft_problems)
                           for n in sorted({len(p.ops) for p in sft_problems})}
     with timed(report.timings_s, "mc_labels", "bootstrap"):
-        samples = mc_value_samples(policy, tok, fmt, mc_problems, b)
-        report.prm_questions, report.prm_samples = len(mc_problems), len(samples)
-        report.prm_mean_label = sum(s.value for s in samples) / max(1, len(samples))
-    with timed(report.timings_s, "train_prm", "bootstrap"):
-        prm.model.load_state_dict(policy.model.state_dict())
-        report.prm_final_loss = tail_mean(train_prm(prm, tok, fmt, samples, b))
+        questions = [Question(f"bootstrap-mc-{i}", p.text, str(p.answer)) for i, p in enumerate(mc_problems)]
+        records = monte_carlo_values(cfg, fmt, task, questions, out / "policy", out / VALUES_FILE)
+        report.prm_questions, report.prm_samples = len(mc_problems), len(records)
+        report.prm_mean_label = sum(r.value for r in records) / max(1, len(records))
+    with timed(report.timings_s, "train_prm", "bootstrap"):  # the SFT'd backbone, a fresh value head
+        result = train(cfg, "prm", str(out / "policy"), str(out / VALUES_FILE), str(out / "prm"), rows=len(records))
+        report.prm_final_loss = tail_mean(result)
     with timed(report.timings_s, "evaluate", "bootstrap"):
-        evaluate(report, policy, prm, tok, fmt, task.problems("test"), cfg)
-    with timed(report.timings_s, "save", "bootstrap"):
-        save(policy, tok, out / "policy")
-        save(prm, tok, out / "prm")
+        evaluate(report, cfg, fmt, task, task.problems("test"), out)
     report.timings_s["total"] = round(time.perf_counter() - start, 2)
     write_text(str(out / "bootstrap.json"), report.to_json() + "\n")  # atomic: a kill leaves no half file
     return report
@@ -193,92 +192,64 @@ def split_train(pool: Sequence[Problem], sft_examples: int, prm_questions: int,
 # --------------------------------------------------------------------------- policy SFT
 
 
-def encode_sft(tok: Any, fmt: PromptFormat, problems: Sequence[Problem]) -> list[tuple[list[int], int]]:
-    """(token ids of prompt + solution + EOS, number of prompt tokens) for each problem."""
-    rows = []
-    for p in problems:
-        prompt = encode(tok, fmt.prompt(p.text))
-        solution = encode(tok, fmt.solution(p.solution())) + [tok.eos_token_id]
-        rows.append((prompt + solution, len(prompt)))
-    return rows
-
-
-def train_policy(policy: Any, rows: Sequence[tuple[list[int], int]], b: BootstrapConfig,
-                 pad_id: int) -> list[float]:
-    """SFT with the loss on solution tokens only; returns the loss of every step."""
-    def loss_fn(batch: Sequence[tuple[list[int], int]]) -> torch.Tensor:
-        ids, mask = pad_right([r[0] for r in batch], pad_id)
-        labels = ids.masked_fill(mask == 0, -100)
-        for i, (_, n_prompt) in enumerate(batch):
-            labels[i, :n_prompt] = -100
-        return policy(input_ids=ids, attention_mask=mask, labels=labels).loss
-
-    return train_steps(policy, rows, loss_fn, b.sft_steps, b.sft_batch_size, b.sft_lr, phase_seed(b.seed, "sft"))
-
-
-# --------------------------------------------------------------------------- PRM
-
-
-def mc_value_samples(policy: Any, tok: Any, fmt: PromptFormat, problems: Sequence[Problem],
-                     b: BootstrapConfig) -> list[ValueSample]:
-    """Math-Shepherd labels: each prefix of one sampled solution per problem, valued by rollouts."""
-    return _mc_value_samples(policy, tok, fmt, [(p.text, str(p.answer)) for p in problems], _ARITH, b)
+def sft_traces(problems: Sequence[Problem]) -> list[Trace]:
+    """The task's own solutions as replay rows the policy learner trains on (all correct)."""
+    return [Trace(f"bootstrap-sft-{i}", p.text, tuple(p.solution()), str(p.answer), True, 0, "reference", 0,
+                  chosen=True) for i, p in enumerate(problems)]
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(report: BootstrapReport, policy: Any, prm: Any, tok: Any, fmt: PromptFormat,
-             problems: Sequence[Problem], cfg: Config) -> None:
-    """Fill the report's accuracy and PRM-quality fields from the test split."""
+@dataclass(frozen=True)
+class _Tested:
+    """One test question through the starting models."""
+
+    greedy: Chain
+    samples: list[Chain]
+    values: list[list[float]]  # per sample: the PRM's value of each of its prefixes
+
+
+def evaluate(report: BootstrapReport, cfg: Config, fmt: PromptFormat, task: ArithTask,
+             problems: Sequence[Problem], out: Path) -> None:
+    """Fill the report's accuracy and PRM-quality fields from the test split, with the policy
+    and PRM saved under `out`."""
     b, k = cfg.bootstrap, cfg.bootstrap.eval_samples
-    prompts = [fmt.prompt(p.text) for p in problems]
-    greedy = [to_steps(t, fmt.delimiter) for t in generate(policy, tok, prompts, 0.0, b.max_new_tokens,
-                                                            0, b.gen_batch_size)]
-    right = [is_correct(p, s) for p, s in zip(problems, greedy, strict=True)]
+    settings = chain_settings(cfg)
+    seed = derive_seed(b.seed, "evaluate")
+    with in_process_client(cfg, fmt, str(out / "policy"), prm=str(out / "prm")) as client:
+        work = [_test(client, task, p, settings, derive_seed(seed, i)) for i, p in enumerate(problems)]
+        tested = asyncio.run(concurrently(work, "bootstrap evaluate", "questions"))
+
+    right = [task.check(t.greedy.answer, str(p.answer)) for p, t in zip(problems, tested, strict=True)]
     n_test = cfg.data.num_test or len(problems)
     report.test_questions = len(problems)
     report.greedy_accuracy = _mean(right)
     report.greedy_accuracy_num_test = _mean(right[:n_test])
-    report.greedy_errors = error_kinds([(p, s) for p, s, r in zip(problems, greedy, right, strict=True) if not r])
+    report.greedy_errors = error_kinds([(p, t.greedy.steps) for p, t, r in zip(problems, tested, right, strict=True)
+                                        if not r])
 
-    texts = generate(policy, tok, [q for q in prompts for _ in range(k)], b.temperature, b.max_new_tokens,
-                     phase_seed(b.seed, "eval"), b.gen_batch_size)
-    samples = [to_steps(t, fmt.delimiter) for t in texts]
-    owners = [p for p in problems for _ in range(k)]
-    sample_right = [is_correct(p, s) for p, s in zip(owners, samples, strict=True)]
-    prefixes = [(i, j) for i, s in enumerate(samples) for j in range(1, len(s) + 1)]
-    scores = prm_values(prm, tok, [fmt.render(owners[i].text, samples[i][:j]) for i, j in prefixes],
-                        b.gen_batch_size)
-    labels = [step_labels(owners[i], samples[i])[j - 1] for i, j in prefixes]
-    min_value = [1.0] * len(samples)
-    for (i, _), v in zip(prefixes, scores, strict=True):
-        min_value[i] = min(min_value[i], v)
-    best = [max(range(q * k, (q + 1) * k), key=lambda i: min_value[i]) for q in range(len(problems))]
-
+    sample_right = [[task.check(c.answer, str(p.answer)) for c in t.samples] for p, t in zip(problems, tested, strict=True)]
+    best = [max(range(k), key=lambda j: min(t.values[j], default=0.0)) for t in tested]  # ties: the first
+    scores = [v for t in tested for values in t.values for v in values]
+    labels = [ok for p, t in zip(problems, tested, strict=True) for c in t.samples for ok in step_labels(p, c.steps)]
     report.temperature, report.k = b.temperature, k
-    report.sample_accuracy = _mean(sample_right)
-    report.pass_at_k = _mean([any(sample_right[q * k:(q + 1) * k]) for q in range(len(problems))])
-    report.prm_best_of_k_accuracy = _mean([sample_right[i] for i in best])
+    report.sample_accuracy = _mean([r for rs in sample_right for r in rs])
+    report.pass_at_k = _mean([any(rs) for rs in sample_right])
+    report.prm_best_of_k_accuracy = _mean([rs[j] for rs, j in zip(sample_right, best, strict=True)])
     report.prm_auroc = round(auroc(scores, labels), 4)
     report.prm_eval_steps = len(labels)
     report.prm_eval_positive = _mean(labels)
 
 
-# --------------------------------------------------------------------------- generation
-
-
-def to_steps(text: str, delimiter: str) -> list[str]:
-    """Generated text as steps, cut after the first step that states an answer."""
-    return _to_steps(text, delimiter, states_answer)
-
-
-def is_correct(p: Problem, steps: Sequence[str]) -> bool:
-    """The solution's final answer, read as the arith task reads it, equals the gold answer."""
-    return check_answer(extract_answer(steps), str(p.answer))
-
-
-# --------------------------------------------------------------------------- helpers
+async def _test(client: ModelClient, task: ArithTask, p: Problem, settings: SearchSettings, seed: int) -> _Tested:
+    """A greedy chain and `settings.num_samples` sampled chains for `p`, each sample's prefixes scored."""
+    models, answers = client.for_question(task)
+    calls = Calls(models, p.text)
+    greedy, samples = await asyncio.gather(sample_chain(calls, answers, settings, derive_seed(seed, "cot"), 0.0),
+                                           sample_chains(calls, answers, settings, derive_seed(seed, "samples")))
+    values = await asyncio.gather(*(calls.score([c.steps[:j] for j in range(1, len(c.steps) + 1)]) for c in samples))
+    return _Tested(greedy, samples, list(values))
 
 
 def _mean(xs: Sequence[float | bool]) -> float:

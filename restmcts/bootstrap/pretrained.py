@@ -8,10 +8,12 @@ by transformers into an ordinary float32 model and saved without its quantizatio
 the servers, the learners and vLLM load `OUT/policy` like any checkpoint.
 
 The PRM is the policy's backbone with a new one-label sequence-classification head (read through
-a sigmoid, as `restmcts.models.load_prm` does), trained briefly on Math-Shepherd-style Monte Carlo
-labels (restmcts/bootstrap/labels.py): `bootstrap.prm_questions` questions from the end of the train
-split (the search's first windows start at the front), `bootstrap.prm_rollouts` rollouts per
-prefix, `bootstrap.prm_steps` AdamW steps. `bootstrap.prm_steps=0` keeps the untrained head.
+a sigmoid, as `restmcts.checkpoints.load_prm` does), trained briefly by the PRM learner on
+Math-Shepherd-style Monte Carlo labels (restmcts/bootstrap/labels.py, written to
+OUT/values.parquet): `bootstrap.prm_questions` questions from the end of the train split (the
+search's first windows start at the front), `bootstrap.prm_rollouts` rollouts per prefix, about
+`bootstrap.prm_steps` training steps (restmcts/bootstrap/inprocess.py maps the keys).
+`bootstrap.prm_steps=0` keeps the untrained head and samples no labels.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from restmcts.checkpoints import load_prm, save
+from restmcts.checkpoints import save
 from restmcts.config import Config
 from restmcts.paths import resolve
 from restmcts.prompt import PromptFormat
@@ -72,35 +74,39 @@ def load_base(base: str, device: str = "cpu") -> tuple[Any, Any]:
 
 
 def prepare_models(cfg: Config, base: str, out: str | Path) -> PrepareReport:
-    """Write OUT/policy/, OUT/prm/ and OUT/prepare.json."""
-    import torch
-
-    from restmcts.bootstrap.labels import mc_value_samples, num_params, tail_mean, timed, train_prm
-    from restmcts.tasks import make_task
+    """Write OUT/policy/, OUT/values.parquet, OUT/prm/ and OUT/prepare.json."""
+    from restmcts import replay
+    from restmcts.bootstrap.inprocess import num_params, tail_mean, timed, train
+    from restmcts.bootstrap.labels import monte_carlo_values
+    from restmcts.checkpoints import read_weights
+    from restmcts.replay import ValueRecord
+    from restmcts.tasks import task_for
 
     b, out = cfg.bootstrap, Path(out)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     report = PrepareReport(base=base)
     start = time.perf_counter()
     with timed(report.timings_s, "policy", "prepare"):
-        policy, tok = load_base(base, device)
+        policy, tok = load_base(base)
         save(policy, tok, out / "policy")
+        report.params["policy"] = num_params(policy)
+        del policy
     with timed(report.timings_s, "mc_labels", "prepare"):
-        task = make_task(cfg.data, seed=cfg.loop.seed)
-        train = task.questions("train")
-        questions = train[max(0, len(train) - b.prm_questions):]
+        task = task_for(cfg)
+        train_split = task.questions("train")
+        questions = train_split[max(0, len(train_split) - b.prm_questions):]
         fmt = PromptFormat.from_config(cfg.data, tok)
-        samples = mc_value_samples(policy, tok, fmt, [(q.question, q.answer) for q in questions], task, b) \
-            if b.prm_steps > 0 else []
-        report.prm_questions, report.prm_samples = len(questions), len(samples)
-        report.prm_mean_label = round(sum(s.value for s in samples) / max(1, len(samples)), 4)
-    with timed(report.timings_s, "train_prm", "prepare"):
-        torch.manual_seed(b.seed)  # the new head's initialisation
-        prm = load_prm(str(out / "policy"), device=device)  # the policy's backbone, a fresh one-label head
-        if samples:
-            report.prm_final_loss = tail_mean(train_prm(prm, tok, fmt, samples, b))
-        save(prm.eval(), tok, out / "prm")
-    report.params = {"policy": num_params(policy), "prm": num_params(prm)}
+        values = out / "values.parquet"
+        if b.prm_steps > 0:
+            records = monte_carlo_values(cfg, fmt, task, questions, out / "policy", values)
+        else:
+            records = []
+            replay.write_records(records, ValueRecord, str(values))
+        report.prm_questions, report.prm_samples = len(questions), len(records)
+        report.prm_mean_label = round(sum(r.value for r in records) / max(1, len(records)), 4)
+    with timed(report.timings_s, "train_prm", "prepare"):  # the policy's backbone, a fresh value head
+        result = train(cfg, "prm", str(out / "policy"), str(values), str(out / "prm"), rows=len(records))
+        report.prm_final_loss = tail_mean(result)
+    report.params["prm"] = sum(t.numel() for t in read_weights(str(out / "prm")).values())
     report.timings_s["total"] = round(time.perf_counter() - start, 2)
     write_text(str(out / "prepare.json"), report.to_json() + "\n")  # atomic: a kill leaves no half file
     return report

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from restmcts.search.types import derive_seed
+
 
 @dataclass(frozen=True)
 class GenerateRequest:
@@ -100,8 +102,6 @@ class ScoreEngine(Protocol):
 
 
 def sample_seed(seed: int, index: int) -> int:
-    """The random-stream seed of sample `index` of a request seeded `seed` (a 63-bit integer)."""
-    import hashlib
-
-    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    """The random-stream seed of sample `index` of a request seeded `seed` (a 63-bit integer from
+    the project's one seed hash, `restmcts.search.derive_seed`)."""
+    return derive_seed(seed, index)

@@ -14,18 +14,19 @@ its own random stream and its own stop string:
   are dropped) as soon as it stops.
 
 The score engine batches texts the same way: right padding, the classifier's own last-token
-pooling, sigmoid of the one logit.
+pooling, `restmcts.tensors.prm_value` of the one logit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 from restmcts.config import ServersConfig
 from restmcts.engines.base import Completion, EngineStats, GenerateRequest, sample_seed
-from restmcts.engines.batcher import Batcher
+from restmcts.engines.batcher import Batcher, Out, Row
+from restmcts.tensors import pad_batch, prm_value
 
 
 @dataclass(frozen=True)
@@ -45,31 +46,57 @@ def pick_device(servers: ServersConfig) -> str:
     return "cuda" if servers.num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-def _set_threads(servers: ServersConfig) -> None:
-    import torch
+class _HFEngine(Generic[Row, Out]):
+    """What both transformers engines share: loading, the batcher, weight swaps, counters, shutdown.
+    A subclass runs one batch of its rows on the model thread (`_run_batch`)."""
 
-    if servers.torch_threads > 0:
-        torch.set_num_threads(servers.torch_threads)
+    def __init__(self, servers: ServersConfig, model_path: str, dtype: str, device: str | None,
+                 load: Callable[[str, str, str], Any], name: str) -> None:
+        import torch
+
+        from restmcts.checkpoints import load_tokenizer
+
+        if servers.torch_threads > 0:
+            torch.set_num_threads(servers.torch_threads)
+        self.device = device or pick_device(servers)
+        self.tokenizer = load_tokenizer(model_path)
+        self.model = load(model_path, dtype, self.device)
+        self._prompt_tokens = 0
+        self._generated_tokens = 0
+        self._weight_loads = 0
+        self._batcher: Batcher[Row, Out] = Batcher(
+            self._run_batch, servers.max_batch_size, servers.max_wait_ms, servers.max_queue, name)
+
+    def _run_batch(self, rows: list[Row]) -> list[Out]:
+        raise NotImplementedError
+
+    async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
+        await self._batcher.run_exclusive(lambda: _load_state(self.model, state_dict))
+        self._weight_loads += 1
+
+    def stats(self) -> EngineStats:
+        c = self._batcher.counters
+        return EngineStats(
+            backend="hf", requests=c.requests, rows=c.rows, batches=c.batches,
+            mean_batch_rows=c.mean_batch_rows, max_batch_rows=c.max_batch_rows, prompt_tokens=self._prompt_tokens,
+            generated_tokens=self._generated_tokens, queued_rows=self._batcher.queued_rows,
+            in_flight=self._batcher.in_flight, busy_s=c.busy_s, weight_loads=self._weight_loads,
+        )
+
+    def close(self) -> None:
+        self._batcher.close()
 
 
-class HFPolicyEngine:
+class HFPolicyEngine(_HFEngine[_Row, Completion]):
     """PolicyEngine on a transformers causal LM (CPU or one GPU)."""
 
     def __init__(self, servers: ServersConfig, model_path: str, dtype: str = "float32",
                  device: str | None = None) -> None:
-        from restmcts.checkpoints import load_policy, load_tokenizer
+        from restmcts.checkpoints import load_policy
 
-        _set_threads(servers)
-        self.device = device or pick_device(servers)
-        self.tokenizer = load_tokenizer(model_path)
-        self.model = load_policy(model_path, dtype, self.device)
+        super().__init__(servers, model_path, dtype, device, load_policy, "policy")
         self._eos_ids = _eos_ids(self.model, self.tokenizer)
         self._stop_triggers: dict[str, frozenset[int] | None] = {}
-        self._prompt_tokens = 0
-        self._generated_tokens = 0
-        self._weight_loads = 0
-        self._batcher: Batcher[_Row, Completion] = Batcher(
-            self._run_batch, servers.max_batch_size, servers.max_wait_ms, servers.max_queue, "policy")
 
     async def generate(self, req: GenerateRequest) -> list[Completion]:
         if req.temperature == 0:  # greedy samples are all the same: decode one row
@@ -78,16 +105,6 @@ class HFPolicyEngine:
         rows = [_Row(req.prompt, sample_seed(req.seed, i), req.temperature, req.max_tokens, req.stop)
                 for i in range(req.n)]
         return await self._batcher.submit(rows)
-
-    async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
-        await self._batcher.run_exclusive(lambda: _load_state(self.model, state_dict))
-        self._weight_loads += 1
-
-    def stats(self) -> EngineStats:
-        return _stats(self._batcher, self._prompt_tokens, self._generated_tokens, self._weight_loads)
-
-    def close(self) -> None:
-        self._batcher.close()
 
     # ------------------------------------------------------------------ model thread
 
@@ -139,7 +156,7 @@ class HFPolicyEngine:
         prompts = list(dict.fromkeys(r.prompt for r in rows))
         encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
         self._prompt_tokens += sum(len(e) for e in encoded)
-        ids, mask = _left_pad(encoded, self.tokenizer.pad_token_id, self.device)
+        ids, mask = pad_batch(encoded, self.tokenizer.pad_token_id, left=True, device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -193,65 +210,32 @@ class HFPolicyEngine:
         return self._stop_triggers[stop]
 
 
-class HFScoreEngine:
+class HFScoreEngine(_HFEngine[str, float]):
     """ScoreEngine on a transformers one-label sequence classifier (the PRM)."""
 
     def __init__(self, servers: ServersConfig, model_path: str, dtype: str = "float32",
                  device: str | None = None) -> None:
-        from restmcts.checkpoints import load_prm, load_tokenizer
+        from restmcts.checkpoints import load_prm
 
-        _set_threads(servers)
-        self.device = device or pick_device(servers)
-        self.tokenizer = load_tokenizer(model_path)
-        self.model = load_prm(model_path, dtype, self.device)
+        super().__init__(servers, model_path, dtype, device, load_prm, "prm")
         self._pad_id = self.model.config.pad_token_id
-        self._prompt_tokens = 0
-        self._weight_loads = 0
-        self._batcher: Batcher[str, float] = Batcher(
-            self._run_batch, servers.max_batch_size, servers.max_wait_ms, servers.max_queue, "prm")
 
     async def score(self, texts: list[str]) -> list[float]:
         return await self._batcher.submit(texts) if texts else []
-
-    async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
-        await self._batcher.run_exclusive(lambda: _load_state(self.model, state_dict))
-        self._weight_loads += 1
-
-    def stats(self) -> EngineStats:
-        return _stats(self._batcher, self._prompt_tokens, 0, self._weight_loads)
-
-    def close(self) -> None:
-        self._batcher.close()
 
     def _run_batch(self, texts: list[str]) -> list[float]:
         import torch
 
         encoded = [self.tokenizer(t)["input_ids"] for t in texts]
         self._prompt_tokens += sum(len(e) for e in encoded)
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for i, e in enumerate(encoded):  # right padding: positions and causal context stay as unpadded
-            ids[i, :len(e)] = torch.tensor(e)
-            mask[i, :len(e)] = 1
+        # right padding: positions and causal context stay as unpadded
+        ids, mask = pad_batch(encoded, self._pad_id, device=self.device)
         with torch.inference_mode():
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-        return torch.sigmoid(logits[:, 0].float()).tolist()
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+        return prm_value(logits).tolist()
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _left_pad(seqs: list[list[int]], pad_id: int, device: str) -> tuple[Any, Any]:
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _generator(seed: int, device: str) -> Any:
@@ -277,14 +261,3 @@ def _load_state(model: Any, state_dict: Mapping[str, Any]) -> None:
     untied = [k for k in missing if own[k].data_ptr() not in loaded]
     if untied:
         raise KeyError(f"load_weights: state_dict lacks {sorted(untied)[:5]}")
-
-
-def _stats(batcher: Batcher[Any, Any], prompt_tokens: int, generated_tokens: int, weight_loads: int) -> EngineStats:
-    c = batcher.counters
-    return EngineStats(
-        backend="hf", requests=c.requests, rows=c.rows, batches=c.batches,
-        mean_batch_rows=c.mean_batch_rows, max_batch_rows=c.max_batch_rows, prompt_tokens=prompt_tokens,
-        generated_tokens=generated_tokens, queued_rows=batcher.queued_rows, in_flight=batcher.in_flight,
-        busy_s=c.busy_s, weight_loads=weight_loads,
-    )
-

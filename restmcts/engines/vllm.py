@@ -12,7 +12,7 @@ is in flight. The choices that keep it equal to the hf backend's contract:
 - The PRM runs as a pooling model (`runner="pooling"`, `convert="classify"`, last-token pooling).
   vLLM's activation for a one-label classifier depends on the checkpoint (sigmoid, or none when
   transformers saved `problem_type="regression"` after a regression loss), so we ask for the raw
-  logit (`use_activation=False`) and apply the sigmoid here, as the hf backend does.
+  logit (`use_activation=False`) and read it with `restmcts.tensors.prm_value`, as the hf backend does.
 - `load_weights` writes the tensors to a scratch safetensors folder (shared memory when there is
   one) and calls the workers' `reload_weights(weights_path=..., is_checkpoint_format=True)` through
   `collective_rpc`; tensors passed as arguments would need vLLM's pickle-based serialization. The
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -40,6 +39,7 @@ from typing import Any
 
 from restmcts.config import ServersConfig
 from restmcts.engines.base import Completion, EngineStats, GenerateRequest, sample_seed
+from restmcts.tensors import prm_value
 
 
 class _Tally:
@@ -193,14 +193,10 @@ class VLLMScoreEngine(_VLLMEngine):
             final = out
         assert final is not None, "vLLM returned no output"
         self._tally.prompt_tokens += len(final.prompt_token_ids or ())
-        return _sigmoid(float(final.outputs.data.reshape(-1)[0]))
+        return float(prm_value(final.outputs.data.reshape(-1)))
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def _max_model_len(servers: ServersConfig, model_path: str) -> int:

@@ -25,13 +25,17 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from restmcts import replay, storage
 from restmcts.config import Config
 from restmcts.engines.base import EngineStats, GenerateRequest
 from restmcts.prompt import PromptFormat
-from restmcts.tasks import make_task
+from restmcts.tasks import task_for
+
+if TYPE_CHECKING:
+    from restmcts.actors.search_pass import PassSummary
+    from restmcts.actors.servers import Servers
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ def run_bench(cfg: Config, out: str, sweep: tuple[int, ...] = (1, 8, 64, 256), s
     if not sweep or min(sweep) < 1:
         raise ValueError(f"sweep: need trees-in-flight counts >= 1, got {sweep}")
     widest = max(sweep)
-    questions = make_task(cfg.data, seed=cfg.loop.seed).questions("train", max(8, 2 * widest, sequential_questions))
+    questions = task_for(cfg).questions("train", max(8, 2 * widest, sequential_questions))
     report = BenchReport()
     servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
     try:
@@ -133,8 +137,8 @@ def run_bench(cfg: Config, out: str, sweep: tuple[int, ...] = (1, 8, 64, 256), s
     return report
 
 
-def _search_point(cfg: Config, servers: Any, questions: list[Any], trees: int, out: str,
-                  sequential: bool = False) -> tuple[SearchPoint, Any]:
+def _search_point(cfg: Config, servers: Servers, questions: list[Any], trees: int, out: str,
+                  sequential: bool = False) -> tuple[SearchPoint, tuple[PassSummary, dict, dict]]:
     from restmcts.actors.search_pass import run_pass
 
     workers = 1 if trees <= 8 else 2
@@ -142,7 +146,8 @@ def _search_point(cfg: Config, servers: Any, questions: list[Any], trees: int, o
     search = dataclasses.replace(cfg.search, num_workers=workers, min_workers=workers,
                                  trees_per_worker=max(1, trees // workers), sequential_calls=sequential)
     before = servers.stats()
-    summary = run_pass(cfg, servers, questions, search, 1, out, label=f"trees {trees}")
+    summary = run_pass(dataclasses.replace(cfg, search=search), servers, questions, cfg.search.settings(), 1, out,
+                       label=f"trees {trees}")
     after = servers.stats()
     wall = max(summary.wall_seconds, 1e-9)
     policy, prm = _delta(before["policy"], after["policy"]), _delta(before["prm"], after["prm"])
@@ -166,7 +171,7 @@ def _delta(before: list[EngineStats], after: list[EngineStats]) -> dict[str, flo
     return d
 
 
-def _profile(point: SearchPoint, measured: Any) -> dict[str, float]:
+def _profile(point: SearchPoint, measured: tuple[PassSummary, dict, dict]) -> dict[str, float]:
     """Where the widest run's time went. Tree-seconds are summed over trees in flight."""
     summary, policy, prm = measured
     phases = summary.phases
@@ -185,7 +190,7 @@ def _profile(point: SearchPoint, measured: Any) -> dict[str, float]:
     return {k: round(v, 4) for k, v in profile.items()}
 
 
-def _engine_limit(cfg: Config, servers: Any, traces_path: str, rows: int) -> dict[str, float]:
+def _engine_limit(cfg: Config, servers: Servers, traces_path: str, rows: int) -> dict[str, float]:
     """Tokens/s of the policy server on full batches of search-shaped requests (prefixes of real traces)."""
     import ray
 

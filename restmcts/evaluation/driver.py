@@ -18,13 +18,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from restmcts import storage
 from restmcts.config import Config, ConfigError
 from restmcts.evaluation.grid import Measured, run_grid
 from restmcts.evaluation.runs import RunCurve, read_run
-from restmcts.tasks import Question, make_task
+from restmcts.tasks import Question, Task, task_for
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def evaluate(cfg: Config, out: str, command: str) -> str:
     from restmcts.evaluation.report import write_report
 
     start = time.time()
-    task = make_task(cfg.data, seed=cfg.loop.seed)
+    task = task_for(cfg)
     labels = getattr(task, "step_labels", None)
     runs = [read_run(path, labels) for path in cfg.eval.self_train_runs]
     splits = heldout_splits(cfg, task)
@@ -83,7 +82,7 @@ def evaluate(cfg: Config, out: str, command: str) -> str:
                         {path: ms.label for path, ms in finals.items()})
 
 
-def heldout_splits(cfg: Config, task: Any) -> list[tuple[str, list[Question]]]:
+def heldout_splits(cfg: Config, task: Task) -> list[tuple[str, list[Question]]]:
     """(difficulty label, questions) per `eval.difficulties` entry; without any, the configured test
     split ("test"), topped up past it where the task can draw more (arith)."""
     size = cfg.eval.num_test or cfg.data.num_test

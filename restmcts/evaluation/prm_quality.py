@@ -29,13 +29,18 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from restmcts import replay, storage
 from restmcts.config import Config
-from restmcts.evaluation.sampling import best_of_n, weighted_vote
+from restmcts.evaluation.sampling import weighted_vote
 from restmcts.replay import Trace, ValueRecord
+from restmcts.search.baselines import highest_value
 from restmcts.tasks import Question
+
+if TYPE_CHECKING:
+    from restmcts.actors.client import ModelClient
+    from restmcts.actors.servers import Servers
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class HeldOut:
     sc_accuracy: float  # plain majority vote over the same solutions
 
 
-def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question], test: list[Question],
+def run_prm_quality(cfg: Config, servers: Servers, task: Any, train: list[Question], test: list[Question],
                     out: str, samples: str | None = None,
                     ) -> tuple[list[PRMQuality], HeldOut, dict[tuple[str, str], list[float]]]:
     """The PRMs judged on `test`; `samples`: a traces file with at least eval.prm_samples chains
@@ -95,9 +100,9 @@ def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question],
     for name, path in checkpoints.items():
         scores = _score_all(cfg, servers, path, solutions)
         by_n = tuple((n, _mean(_pick_scores(solutions, scores, weighted_vote, ids, n)),
-                      _mean(_pick_scores(solutions, scores, best_of_n, ids, n))) for n in sizes)
+                      _mean(_pick_scores(solutions, scores, highest_value, ids, n))) for n in sizes)
         per_question[(name, "sc_prm")] = _pick_scores(solutions, scores, weighted_vote, ids)
-        per_question[(name, "bon")] = _pick_scores(solutions, scores, best_of_n, ids)
+        per_question[(name, "bon")] = _pick_scores(solutions, scores, highest_value, ids)
         rows.append(PRMQuality(
             name=name, labels=sources[name],
             train_questions=spent.get(name, {}).get("questions", 0),
@@ -105,10 +110,10 @@ def run_prm_quality(cfg: Config, servers: Any, task: Any, train: list[Question],
             label_tokens=spent.get(name, {}).get("tokens", 0),
             auroc=_auroc(scores, truth) if truth is not None else None,
             weighted_sc_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test)),
-            best_of_n_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test)),
+            best_of_n_accuracy=_pick_accuracy(solutions, scores, highest_value, len(test)),
             depth_auroc=_depth_auroc(scores, truth) if truth is not None else None,
             weighted_sc_last_accuracy=_pick_accuracy(solutions, scores, weighted_vote, len(test), last=True),
-            best_of_n_last_accuracy=_pick_accuracy(solutions, scores, best_of_n, len(test), last=True),
+            best_of_n_last_accuracy=_pick_accuracy(solutions, scores, highest_value, len(test), last=True),
             by_n=by_n,
         ))
     step_truth = [ok for oks in truth for ok in oks] if truth is not None else []
@@ -126,19 +131,19 @@ def _mean(xs: Sequence[float]) -> float:
 # --------------------------------------------------------------------------- label
 
 
-def _mcts_values(cfg: Config, servers: Any, questions: list[Question], d: str) -> dict[str, int]:
+def _mcts_values(cfg: Config, servers: Servers, questions: list[Question], d: str) -> dict[str, int]:
     from restmcts.actors.search_pass import run_pass
 
     done = f"{d}/mcts_values.json"
     if not storage.exists(done):
-        search_cfg = dataclasses.replace(cfg.search, strategy="mcts_star")
+        search_cfg = dataclasses.replace(cfg.search.settings(), strategy="mcts_star")
         summary = run_pass(cfg, servers, questions, search_cfg, 0, d, traces_name="mcts_traces.parquet",
                            values_name="mcts_values.parquet", label="prm labels: MCTS*")
         storage.write_text(done, json.dumps({"questions": summary.questions, "tokens": summary.tokens}))
     return json.loads(storage.read_text(done))
 
 
-def _monte_carlo_values(cfg: Config, servers: Any, task: Any, questions: list[Question], budget: int,
+def _monte_carlo_values(cfg: Config, servers: Servers, task: Any, questions: list[Question], budget: int,
                         d: str, chunk: int = 16) -> dict[str, int]:
     """Label questions in order, `chunk` at a time, until `budget` policy tokens are spent."""
     done = f"{d}/monte_carlo.json"
@@ -158,7 +163,7 @@ def _monte_carlo_values(cfg: Config, servers: Any, task: Any, questions: list[Qu
     return json.loads(storage.read_text(done))
 
 
-async def _label(cfg: Config, servers: Any, task: Any, questions: list[Question]) -> list[tuple[list, int]]:
+async def _label(cfg: Config, servers: Servers, task: Any, questions: list[Question]) -> list[tuple[list, int]]:
     from restmcts.search import derive_seed
     from restmcts.search.montecarlo import monte_carlo_labels
 
@@ -166,7 +171,7 @@ async def _label(cfg: Config, servers: Any, task: Any, questions: list[Question]
 
     async def one(q: Question) -> tuple[list, int]:
         models, answers = client.for_question(task)  # EOS ends a solution, as in the search
-        labels, budget = await monte_carlo_labels(q.question, models, answers, cfg.search,
+        labels, budget = await monte_carlo_labels(q.question, models, answers, cfg.search.settings(),
                                                   derive_seed(cfg.search.seed, "mc", q.id),
                                                   lambda a: task.check(a, q.answer), cfg.eval.prm_rollouts)
         return labels, budget.tokens
@@ -190,7 +195,7 @@ def _train(cfg: Config, name: str, data: str, path: str) -> str:
 # --------------------------------------------------------------------------- judge
 
 
-def _heldout_solutions(cfg: Config, servers: Any, test: list[Question], d: str,
+def _heldout_solutions(cfg: Config, servers: Servers, test: list[Question], d: str,
                        samples: str | None = None) -> list[Trace]:
     """The first eval.prm_samples solutions of each of `test`'s questions, in the order drawn."""
     from restmcts.actors.search_pass import run_pass
@@ -212,7 +217,7 @@ def _heldout_solutions(cfg: Config, servers: Any, test: list[Question], d: str,
     return out
 
 
-def _score_all(cfg: Config, servers: Any, prm_path: str, solutions: list[Trace]) -> list[list[float]]:
+def _score_all(cfg: Config, servers: Servers, prm_path: str, solutions: list[Trace]) -> list[list[float]]:
     """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s weights."""
     from restmcts.checkpoints import read_weights
 
@@ -226,7 +231,7 @@ def _score_all(cfg: Config, servers: Any, prm_path: str, solutions: list[Trace])
     return asyncio.run(score())
 
 
-def _client(cfg: Config, servers: Any) -> Any:
+def _client(cfg: Config, servers: Servers) -> ModelClient:
     from restmcts.actors.client import ModelClient
 
     return ModelClient.from_config(cfg, servers.policy, servers.prm)

@@ -17,6 +17,7 @@ from typing import Any
 
 from restmcts import replay, storage
 from restmcts.evaluation.stats import bootstrap_ci
+from restmcts.loop.algorithms import title
 from restmcts.loop.state import RunState
 
 StepLabels = Callable[[str, Sequence[str]], list[bool]]
@@ -53,7 +54,7 @@ class RunCurve:
 
     @property
     def label(self) -> str:
-        return {"rest_mcts": "ReST-MCTS*", "rest_em": "ReST-EM"}.get(self.algorithm, self.algorithm)
+        return title(self.algorithm)
 
 
 def read_run(path: str, step_labels: StepLabels | None) -> RunCurve:
@@ -66,20 +67,18 @@ def read_run(path: str, step_labels: StepLabels | None) -> RunCurve:
     ids = _test_ids(run_cfg)
     state = RunState.open(path)
     points = []
-    for record in state.records:
-        if record["phase"] != "evaluate":
-            continue
-        i = record["iteration"]
-        search = state.get(i, "search") if i > 0 and state.done(i, "search") else {}
+    for record in state.of_phase("evaluate"):
+        i, evaluation = record.iteration, record.stats
+        search = state.get(i, "search").stats if i > 0 and state.done(i, "search") else None
         data = f"{path}/iter_{i}/policy_data.parquet"
         traces = replay.read_traces(data) if i > 0 and storage.exists(data) else []
-        scores = _scores(f"{path}/iter_{i}/eval_traces.parquet", ids, record.get("questions"))
+        scores = _scores(f"{path}/iter_{i}/eval_traces.parquet", ids, evaluation.questions)
         low, high = bootstrap_ci(scores) if scores else (None, None)
         points.append(IterationPoint(
             iteration=i,
-            accuracy=record["accuracy"],
-            heldout_accuracy=record.get("heldout_accuracy"),
-            search_tokens=search.get("avg_tokens", 0.0),
+            accuracy=evaluation.accuracy,
+            heldout_accuracy=evaluation.heldout_accuracy,
+            search_tokens=search.avg_tokens if search else 0.0,
             policy_samples=len(traces),
             false_positive_rate=false_positive_rate(traces, step_labels) if traces and step_labels else None,
             ci_low=low, ci_high=high, scores=tuple(scores),
@@ -94,11 +93,11 @@ def _test_ids(run_cfg: dict[str, Any]) -> list[str] | None:
     """The run's held-out question ids, in order (None where its task cannot list them here,
     e.g. a dataset file that is not on this machine)."""
     from restmcts.config import from_dict
-    from restmcts.tasks import make_task
+    from restmcts.tasks import task_for
 
     try:
         cfg = from_dict(run_cfg)
-        return [q.id for q in make_task(cfg.data, seed=cfg.loop.seed).questions("test", cfg.data.num_test)]
+        return [q.id for q in task_for(cfg).questions("test", cfg.data.num_test)]
     except Exception:  # noqa: BLE001 - the run's curve is still readable without pairing
         return None
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from restmcts.replay import Trace
-from restmcts.search.baselines import majority
+from restmcts.search.baselines import highest_value, majority
+
+if TYPE_CHECKING:
+    from restmcts.replay import Trace
 
 SAMPLING = ("sc", "bon", "sc_prm")
 
@@ -35,11 +38,6 @@ def weighted_vote(candidates: Sequence[tuple[Trace, float]]) -> Trace:
     return next(t for t, _ in candidates if t.answer == winner)
 
 
-def best_of_n(candidates: Sequence[tuple[Trace, float]]) -> Trace:
-    """The solution with the highest value (ties: the first)."""
-    return max(candidates, key=lambda tv: tv[1])[0]
-
-
 def _answered(rows: Sequence[Trace]) -> list[Trace]:
     return [t for t in rows if t.answer is not None]
 
@@ -51,7 +49,7 @@ def majority_pick(rows: Sequence[Trace]) -> Trace | None:
 
 def best_pick(rows: Sequence[Trace]) -> Trace | None:
     answered = _answered(rows)
-    return best_of_n([(t, t.value or 0.0) for t in answered]) if answered else None
+    return highest_value([(t, t.value or 0.0) for t in answered]) if answered else None
 
 
 def weighted_pick(rows: Sequence[Trace]) -> Trace | None:

@@ -36,8 +36,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 import torch
 
+from restmcts.actors.runtime import DistEnv
 from restmcts.config import Config, LearnersConfig
-from restmcts.learners.placement import DistEnv
 from restmcts.progress import progress
 from restmcts.prompt import PromptFormat
 
@@ -141,13 +141,17 @@ def ds_config(cfg: LearnersConfig, lr: float) -> dict[str, Any]:
 
 def scheduled_lr(cfg: LearnersConfig, peak: float, step: int, total: int) -> float:
     """The learning rate of optimizer step `step` (from 0) of `total`: `peak` throughout for
-    "constant"; for "warmup_linear", peak * (step + 1) / w over the first w = warmup_ratio * total
-    steps, then down in equal steps to peak / (total - w + 1) at the last one."""
+    "constant"; otherwise peak * (step + 1) / w over the first w = warmup_ratio * total steps, then
+    for "warmup_linear" down in equal steps to peak / (total - w + 1) at the last one, and for
+    "warmup_cosine" down a half cosine to peak / 10 at the last one."""
     if cfg.lr_schedule == "constant" or total <= 0:
         return peak
     warmup = max(1, round(cfg.warmup_ratio * total))
     if step < warmup:
         return peak * (step + 1) / warmup
+    if cfg.lr_schedule == "warmup_cosine":
+        done = (step - warmup + 1) / (total - warmup)  # in (0, 1]: 1 at the last step
+        return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * done)))
     return peak * (total - step) / (total - warmup + 1)
 
 
@@ -186,15 +190,6 @@ def require_replay(path: str) -> None:
 
     if not storage.exists(path):
         raise FileNotFoundError(f"replay file {path!r} does not exist")
-
-
-def pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    """Right-pad integer rows into one [len(rows), longest] tensor."""
-    width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), value, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
 
 
 # --------------------------------------------------------------------------- the learner

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import ray
+from ray.util.placement_group import remove_placement_group
 
+from restmcts.actors.runtime import DistEnv, actor_options, local_env, node_address, placement_group
 from restmcts.config import Config
-from restmcts.learners import placement
 from restmcts.learners.engine import Learner, TrainResult, remove_stale_saves, shard
-from restmcts.learners.placement import DistEnv
 from restmcts.learners.policy import PolicyLearner
 from restmcts.learners.prm import PRMLearner
 
@@ -58,7 +58,7 @@ class LearnerActor:
         self.learner = make_learner(cfg, role)
 
     def address(self) -> tuple[str, int]:
-        return placement.node_address()
+        return node_address()
 
     def train(self, env: DistEnv, samples: list[Any], init_path: str, out_path: str,
               total_samples: int) -> TrainResult:
@@ -87,9 +87,10 @@ class LearnerGroup:
         if lc.num_learners == 0:
             self.local = make_learner(cfg, role)
             return
-        self.pg = placement.create_placement_group(lc.num_learners, lc.num_cpus, lc.num_gpus)
+        self.pg = placement_group(lc.num_learners, lc.num_cpus, lc.num_gpus,
+                                  fix="Lower learners.num_learners, learners.num_cpus or learners.num_gpus")
         self.actors = [
-            RemoteLearner.options(**placement.bundle_options(self.pg, rank, lc.num_cpus, lc.num_gpus)).remote(cfg, role)
+            RemoteLearner.options(**actor_options(lc.num_cpus, lc.num_gpus, self.pg, rank)).remote(cfg, role)
             for rank in range(lc.num_learners)
         ]
 
@@ -103,7 +104,7 @@ class LearnerGroup:
         samples = self.learner_cls.read_samples(list(replay_paths))
         slices = shard(samples, self.world_size, self.cfg.learners.seed, min_per_rank=self.cfg.learners.grad_accum)
         if self.local is not None:
-            return self.local.train(placement.local_env(), slices[0], init_path, out_path, len(samples))
+            return self.local.train(local_env(), slices[0], init_path, out_path, len(samples))
         master_addr, master_port = ray.get(self.actors[0].address.remote())
         refs = [
             actor.train.remote(DistEnv(rank, self.world_size, master_addr, master_port), ray.put(part),
@@ -128,7 +129,7 @@ class LearnerGroup:
             ray.kill(actor)
         self.actors = []
         if self.pg is not None:
-            placement.remove(self.pg)
+            remove_placement_group(self.pg)
             self.pg = None
         self.local = None
 

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from restmcts import replay
-from restmcts.learners.engine import IGNORE_INDEX, Batch, Learner, pad, require_replay
+from restmcts.learners.engine import IGNORE_INDEX, Batch, Learner, require_replay
 from restmcts.replay import Trace
+from restmcts.tensors import pad, pad_batch
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,8 @@ class PolicyLearner(Learner[Trace, SFTExample]):
         return SFTExample(ids[:limit], labels[:limit]), len(ids) > limit
 
     def collate(self, examples: Sequence[SFTExample]) -> Batch:
-        ids = pad([e.input_ids for e in examples], self.tokenizer.pad_token_id)
+        ids, mask = pad_batch([e.input_ids for e in examples], self.tokenizer.pad_token_id)
         labels = pad([e.labels for e in examples], IGNORE_INDEX)
-        mask = pad([[1] * len(e.input_ids) for e in examples], 0)
         return Batch({"input_ids": ids, "attention_mask": mask, "labels": labels},
                      samples=len(examples), tokens=int(mask.sum()))
 

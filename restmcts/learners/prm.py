@@ -1,9 +1,9 @@
 """PRM learner: value regression on the (Q, p, v) samples inferred from search trees.
 
 The PRM is a one-label sequence classifier read through a sigmoid, V(p) = sigmoid(logit) in
-[0, 1], scored on `PromptFormat.render(question, steps)` (the text the PRM server scores). It is
-trained with mean squared error to the inferred value v (ReST-MCTS*, the value model's
-regression objective on D_V). Rows longer than learners.max_seq_len keep their last
+[0, 1] (`restmcts.tensors.prm_value`, the same reading the engines score with), on
+`PromptFormat.render(question, steps)` (the text the PRM server scores). It is trained with mean
+squared error to the inferred value v (ReST-MCTS*, the value model's regression objective on D_V). Rows longer than learners.max_seq_len keep their last
 max_seq_len tokens: the classifier reads the final token, so the newest step is what must stay.
 
 Every row of values.parquet must carry a finite v in [0, 1]; a file with any other value is
@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from restmcts import replay
-from restmcts.learners.engine import Batch, Learner, pad, require_replay
+from restmcts.learners.engine import Batch, Learner, require_replay
 from restmcts.replay import ValueRecord
+from restmcts.tensors import pad_batch, prm_value
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,7 @@ class PRMLearner(Learner[ValueRecord, ValueExample]):
         return ValueExample(ids[-limit:], sample.value), len(ids) > limit
 
     def collate(self, examples: Sequence[ValueExample]) -> Batch:
-        ids = pad([e.input_ids for e in examples], self.tokenizer.pad_token_id)
-        mask = pad([[1] * len(e.input_ids) for e in examples], 0)
+        ids, mask = pad_batch([e.input_ids for e in examples], self.tokenizer.pad_token_id)
         values = torch.tensor([e.value for e in examples], dtype=torch.float32)
         return Batch({"input_ids": ids, "attention_mask": mask, "values": values},
                      samples=len(examples), tokens=int(mask.sum()))
@@ -79,4 +79,4 @@ class PRMLearner(Learner[ValueRecord, ValueExample]):
     def loss(self, engine: Any, batch: Batch) -> torch.Tensor:
         t = batch.tensors
         logits = engine(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
-        return F.mse_loss(torch.sigmoid(logits.float().squeeze(-1)), t["values"])
+        return F.mse_loss(prm_value(logits), t["values"])

@@ -8,44 +8,55 @@
         sync          new weights into the live inference servers
         evaluate      greedy CoT on the held-out split                    -> iter_i/eval_traces
 
-`iter_0/eval_traces.parquet` evaluates the bootstrap models. Each phase appends one line to
-`metrics.jsonl` after its outputs are in place; a rerun skips finished phases (RunState).
-With `loop.algorithm: rest_em` the search samples `loop.rest_em_samples` solutions per question
-and keeps every outcome-correct one (ReST-EM); no PRM is trained.
+`iter_0/eval_traces.parquet` evaluates the bootstrap models. Each phase appends its typed record
+(restmcts.loop.state) to `metrics.jsonl` after its outputs are in place; a rerun skips finished
+phases. `loop.algorithm` picks the Algorithm (restmcts.loop.algorithms) that sets the search's
+settings, the trace filter and whether train_prm runs: with `rest_em` the search samples
+`loop.rest_em_samples` solutions per question and keeps every outcome-correct one; no PRM is trained.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
 
 from restmcts import replay, storage
 from restmcts.actors.runtime import init_ray
 from restmcts.actors.search_pass import PassSummary, run_pass
 from restmcts.actors.servers import Servers, start_servers
-from restmcts.config import Config, SearchConfig, evaluation_search
+from restmcts.config import Config, evaluation_search
+from restmcts.loop.algorithms import algorithm_for
 from restmcts.loop.heldout import independent_accuracy
-from restmcts.loop.state import RunState
+from restmcts.loop.state import (
+    EvaluationStats,
+    ExtractStats,
+    LearnerStats,
+    PassStats,
+    PhaseRecord,
+    PhaseStats,
+    RunState,
+    SyncStats,
+)
 from restmcts.replay import Trace
-from restmcts.tasks import Question, make_task
+from restmcts.tasks import Question, task_for
 from restmcts.telemetry import metric
 
 
 class SelfTraining:
     def __init__(self, cfg: Config, out: str):
         self.cfg = cfg
+        self.algorithm = algorithm_for(cfg)
         self.out = out
         self.state = RunState.open(out)
-        self.task = make_task(cfg.data, seed=cfg.loop.seed)
+        self.task = task_for(cfg)
         self.train_questions = self.task.questions("train")
         self.test_questions = self.task.questions("test", cfg.data.num_test)
         self.servers: Servers | None = None
 
     # ------------------------------------------------------------------ Algorithm 1
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self) -> list[PhaseRecord]:
         storage.write_text(f"{self.out}/config.json", _json(self.cfg.to_dict()))
         if self._all_done():
             print(f"[self_train] {self.out}: every phase is done; nothing to do", file=sys.stderr)
@@ -57,7 +68,7 @@ class SelfTraining:
             for i in range(1, self.cfg.loop.iterations + 1):
                 self._phase(i, "search", self.search)
                 self._phase(i, "extract", self.extract)
-                if self.cfg.loop.algorithm == "rest_mcts":
+                if self.algorithm.trains_prm:
                     self._phase(i, "train_prm", self.train_prm)
                 self._phase(i, "train_policy", self.train_policy)
                 self._phase(i, "sync", self.sync)
@@ -70,35 +81,35 @@ class SelfTraining:
         print(f"[self_train] run report: {write_report(self.out)}", file=sys.stderr)
         return self.state.records
 
-    def search(self, i: int) -> dict[str, Any]:
-        summary = run_pass(self.cfg, self._servers(), self._questions(i), self._search_cfg(), i,
-                           self._dir(i), label=f"search {i}")
-        return _pass_metrics(summary)
+    def search(self, i: int) -> PassStats:
+        settings = self.algorithm.search_settings(self.cfg)  # MCTS* for ReST-MCTS*, sampling for ReST-EM
+        summary = run_pass(self.cfg, self._servers(), self._questions(i), settings, i, self._dir(i),
+                           label=f"search {i}")
+        return _pass_stats(summary)
 
-    def extract(self, i: int) -> dict[str, Any]:
+    def extract(self, i: int) -> ExtractStats:
         traces = replay.read_traces(f"{self._dir(i)}/traces.parquet")
-        keep = [t for t in traces if t.correct and self._good_enough(t)]
-        unique = list({(t.question_id, t.steps): t for t in keep}.values())
-        replay.write_records(unique, Trace, f"{self._dir(i)}/policy_data.parquet")
-        values = sum(len(replay.read_values(p)) for p in self._value_paths(i)) if self._uses_prm() else 0
-        return {"samples": len(unique), "traces": len(traces), "prm_samples": values,
-                "questions_with_data": len({t.question_id for t in unique})}
+        policy_data = self.algorithm.policy_data(traces, self.cfg.loop)
+        replay.write_records(policy_data, Trace, f"{self._dir(i)}/policy_data.parquet")
+        values = sum(len(replay.read_values(p)) for p in self._value_paths(i)) if self.algorithm.trains_prm else 0
+        return ExtractStats(samples=len(policy_data), traces=len(traces), prm_samples=values,
+                            questions_with_data=len({t.question_id for t in policy_data}))
 
-    def train_prm(self, i: int) -> dict[str, Any]:
+    def train_prm(self, i: int) -> LearnerStats:
         return self._train("prm", self._checkpoints(i - 1)[1], self._value_paths(i), f"{self._dir(i)}/prm")
 
-    def train_policy(self, i: int) -> dict[str, Any]:
+    def train_policy(self, i: int) -> LearnerStats:
         base = self.cfg.model.policy if self.cfg.learners.policy_init == "base" else self._checkpoints(i - 1)[0]
         return self._train("policy", base, [f"{self._dir(i)}/policy_data.parquet"], f"{self._dir(i)}/policy")
 
-    def sync(self, i: int) -> dict[str, Any]:
+    def sync(self, i: int) -> SyncStats:
         from restmcts.checkpoints import read_weights
 
         policy_path, prm_path = self._checkpoints(i)
         self._servers().sync_weights(read_weights(policy_path), read_weights(prm_path))
-        return {"policy": policy_path, "prm": prm_path}
+        return SyncStats(policy=policy_path, prm=prm_path)
 
-    def evaluate(self, i: int) -> dict[str, Any]:
+    def evaluate(self, i: int) -> PassStats:
         search_cfg = evaluation_search(self.cfg, strategy=self.cfg.loop.eval_strategy)
         summary = run_pass(self.cfg, self._servers(), self.test_questions, search_cfg, i, self._dir(i),
                            traces_name="eval_traces.parquet", values_name=None, label=f"evaluate {i}")
@@ -106,20 +117,20 @@ class SelfTraining:
         heldout = independent_accuracy(traces, [q.id for q in self.test_questions],
                                        getattr(self.task, "independent_check", None))
         print(f"[self_train] iteration {i}: held-out accuracy {summary.accuracy:.3f}", file=sys.stderr)
-        return {**_pass_metrics(summary), "heldout_accuracy": heldout}
+        return _pass_stats(summary, EvaluationStats, heldout_accuracy=heldout)
 
     # ------------------------------------------------------------------ plumbing
 
-    def _phase(self, i: int, name: str, fn: Any) -> None:
+    def _phase(self, i: int, name: str, fn: Callable[[int], PhaseStats]) -> None:
         if self.state.done(i, name):
             return
         print(f"[self_train] iteration {i}: {name}", file=sys.stderr)
         start = time.time()
-        metrics = fn(i)
-        entry = self.state.record(i, name, time.time() - start, **metrics)
-        print(f"[self_train] iteration {i}: {name} done in {entry['seconds']:.1f}s", file=sys.stderr)
+        stats = fn(i)
+        entry = self.state.record(i, name, time.time() - start, stats)
+        print(f"[self_train] iteration {i}: {name} done in {entry.seconds:.1f}s", file=sys.stderr)
 
-    def _train(self, role: str, init: str, data: list[str], out_path: str) -> dict[str, Any]:
+    def _train(self, role: str, init: str, data: list[str], out_path: str) -> LearnerStats:
         from restmcts.learners import train_phase
 
         def restart(attempt: int, err: Exception) -> None:
@@ -132,24 +143,15 @@ class SelfTraining:
         metric("restmcts_learner_samples_per_s").set(result.samples_per_s, tags={"role": role})
         if result.steps:
             metric("restmcts_learner_step_seconds").set(result.train_seconds / result.steps, tags={"role": role})
-        metrics = dataclasses.asdict(result)
         # per-step metrics stay with the learner; the log keeps the summary and the loss curve (run report)
-        metrics["step_losses"] = [round(m["loss"], 5) for m in metrics.pop("history")]
-        metrics["learner_seconds"] = metrics.pop("seconds")
-        return metrics
-
-    def _search_cfg(self) -> SearchConfig:
-        if self.cfg.loop.algorithm == "rest_em":
-            return dataclasses.replace(self.cfg.search, strategy="sc", num_samples=self.cfg.loop.rest_em_samples)
-        return self.cfg.search
-
-    def _good_enough(self, t: Trace) -> bool:
-        if self.cfg.loop.algorithm == "rest_em" or t.value is None:
-            return True
-        return t.value >= self.cfg.loop.trace_min_value
-
-    def _uses_prm(self) -> bool:
-        return self.cfg.loop.algorithm == "rest_mcts"
+        return LearnerStats(
+            role=result.role, init_path=result.init_path, out_path=result.out_path, samples=result.samples,
+            world_size=result.world_size, epochs=result.epochs, steps=result.steps,
+            epoch_losses=tuple(result.epoch_losses), final_loss=result.final_loss,
+            train_seconds=result.train_seconds, samples_per_s=result.samples_per_s,
+            tokens_per_s=result.tokens_per_s, truncated=result.truncated,
+            weights_digests=tuple(result.weights_digests), restarts=result.restarts,
+            step_losses=tuple(round(m.loss, 5) for m in result.history), learner_seconds=result.seconds)
 
     def _questions(self, i: int) -> list[Question]:
         n = self.cfg.data.num_questions or len(self.train_questions)
@@ -167,7 +169,7 @@ class SelfTraining:
         """(policy, PRM) checkpoints after iteration i (the bootstrap models for i = 0)."""
         if i == 0:
             return self.cfg.model.policy, self.cfg.model.prm
-        prm = f"{self._dir(i)}/prm" if self._uses_prm() else self._checkpoints(i - 1)[1]
+        prm = f"{self._dir(i)}/prm" if self.algorithm.trains_prm else self._checkpoints(i - 1)[1]
         return f"{self._dir(i)}/policy", prm
 
     def _resume_point(self) -> int:
@@ -187,20 +189,20 @@ class SelfTraining:
         return self.servers
 
 
-def _pass_metrics(s: PassSummary) -> dict[str, Any]:
-    return {"accuracy": s.accuracy, "solved_fraction": s.solved / max(s.questions, 1),
-            "questions": s.questions, "samples": s.trace_rows, "value_samples": s.value_rows,
-            "tokens": s.tokens, "avg_tokens": s.tokens / max(s.questions, 1), "prm_calls": s.prm_calls,
-            "retries": s.retries, "resumed": s.resumed, "failures": s.failures, "bad_scores": s.bad_scores,
-            "wasted_tokens": s.wasted_tokens, "finished": s.finished, "wall_seconds": s.wall_seconds,
-            "phases": s.phases}
+def _pass_stats(s: PassSummary, kind: type[PassStats] = PassStats, **more: float | None) -> PassStats:
+    """A pass summary in the log's terms (`kind`'s fields beyond PassStats come in `more`)."""
+    return kind(accuracy=s.accuracy, solved_fraction=s.solved / max(s.questions, 1), questions=s.questions,
+                samples=s.trace_rows, value_samples=s.value_rows, tokens=s.tokens,
+                avg_tokens=s.tokens / max(s.questions, 1), prm_calls=s.prm_calls, retries=s.retries,
+                resumed=s.resumed, failures=s.failures, bad_scores=s.bad_scores, wasted_tokens=s.wasted_tokens,
+                finished=s.finished, wall_seconds=s.wall_seconds, phases=dict(s.phases), **more)
 
 
-def _json(values: dict[str, Any]) -> str:
+def _json(values: dict) -> str:
     import json
 
     return json.dumps(values, indent=2)
 
 
-def self_train(cfg: Config, out: str) -> list[dict[str, Any]]:
+def self_train(cfg: Config, out: str) -> list[PhaseRecord]:
     return SelfTraining(cfg, out).run()

@@ -21,14 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from restmcts.loop.state import RunState
+from restmcts.loop.state import PHASES, PhaseRecord, RunState
 
-PHASES = ("search", "extract", "train_prm", "train_policy", "sync", "evaluate")
 COLOURS = {"search": "#0969da", "extract": "#8250df", "train_prm": "#bf8700", "train_policy": "#cf222e",
            "sync": "#57606a", "evaluate": "#1a7f37"}
 
 
-def read_records(out: str | Path) -> list[dict[str, Any]]:
+def read_records(out: str | Path) -> list[PhaseRecord]:
     """The finished phases logged in `out/metrics.jsonl` (a torn last line is left out)."""
     path = Path(out) / "metrics.jsonl"
     if not path.is_file():
@@ -52,11 +51,11 @@ def write_report(out: str | Path) -> Path:
 # --------------------------------------------------------------------------- the page
 
 
-def render_report(out: Path, records: Sequence[dict[str, Any]]) -> str:
+def render_report(out: Path, records: Sequence[PhaseRecord]) -> str:
     config = _read_json(out / "config.json") or {}
-    evals = sorted((r for r in records if r["phase"] == "evaluate"), key=lambda r: r["iteration"])
-    searches = sorted((r for r in records if r["phase"] == "search"), key=lambda r: r["iteration"])
-    iterations = sorted({r["iteration"] for r in records})
+    evals = sorted((r for r in records if r.phase == "evaluate"), key=lambda r: r.iteration)
+    searches = sorted((r for r in records if r.phase == "search"), key=lambda r: r.iteration)
+    iterations = sorted({r.iteration for r in records})
     parts = [_HEAD.replace("__TITLE__", html.escape(f"Run report · {out.name}"))]
     parts.append(f"<h1>Run report · {html.escape(str(out))}</h1>")
     parts.append(_summary(config, records, evals))
@@ -64,20 +63,19 @@ def render_report(out: Path, records: Sequence[dict[str, Any]]) -> str:
     parts.append("<h2>Held-out accuracy per iteration</h2>")
     if evals:
         parts.append(_img(_accuracy_plot(evals), "held-out accuracy per iteration"))
-        rows = [[str(r["iteration"]), _pct(r.get("accuracy")), _pct(r.get("heldout_accuracy")),
-                 str(r.get("questions", "")), _num(r.get("avg_tokens"), 1)] for r in evals]
+        rows = [[str(r.iteration), _pct(r.stats.accuracy), _pct(r.stats.heldout_accuracy), str(r.stats.questions),
+                 _num(r.stats.avg_tokens, 1)] for r in evals]
         parts.append(_table(["iteration", "accuracy", "independent check", "questions", "tokens / question"], rows))
     else:
         parts.append("<p>No evaluation finished yet.</p>")
 
     parts.append("<h2>Learner loss</h2>")
-    learners = [r for r in records if r["phase"] in ("train_prm", "train_policy")]
+    learners = [r for r in records if r.phase in ("train_prm", "train_policy")]
     if learners:
         parts.append(_img(_loss_plot(learners), "learner loss per optimizer step"))
-        rows = [[str(r["iteration"]), r["phase"].removeprefix("train_"), str(r.get("samples", "")),
-                 str(r.get("steps", "")), _num(r.get("final_loss"), 4),
-                 ", ".join(_num(x, 4) for x in r.get("epoch_losses", [])), _num(r.get("samples_per_s"), 1),
-                 _num(r.get("learner_seconds"), 1)] for r in learners]
+        rows = [[str(r.iteration), r.stats.role, str(r.stats.samples), str(r.stats.steps), _num(r.stats.final_loss, 4),
+                 ", ".join(_num(x, 4) for x in r.stats.epoch_losses), _num(r.stats.samples_per_s, 1),
+                 _num(r.stats.learner_seconds, 1)] for r in learners]
         parts.append(_table(["iteration", "role", "samples", "steps", "final loss", "epoch losses", "samples/s",
                              "seconds"], rows))
     else:
@@ -87,18 +85,16 @@ def render_report(out: Path, records: Sequence[dict[str, Any]]) -> str:
     parts.append(_img(_time_plot(records, iterations), "wall time and tokens per phase"))
     rows = []
     for i in iterations:
-        by = {r["phase"]: r for r in records if r["iteration"] == i}
-        rows.append([str(i)] + [_num(by[p]["seconds"], 1) if p in by else "" for p in PHASES]
-                    + [str(by["search"].get("tokens", "")) if "search" in by else "",
-                       str(by["evaluate"].get("tokens", "")) if "evaluate" in by else ""])
+        by = {r.phase: r for r in records if r.iteration == i}
+        rows.append([str(i)] + [_num(by[p].seconds, 1) if p in by else "" for p in PHASES]
+                    + [str(by[p].stats.tokens) if p in by else "" for p in ("search", "evaluate")])
     parts.append(_table(["iteration", *(f"{p} s" for p in PHASES), "search tokens", "evaluate tokens"], rows))
 
     parts.append("<h2>Search passes</h2>")
     if searches:
-        rows = [[str(r["iteration"]), str(r.get("questions", "")), _pct(r.get("accuracy")),
-                 _pct(r.get("solved_fraction")), str(r.get("samples", "")), str(r.get("value_samples", "")),
-                 _num(r.get("avg_tokens"), 1), str(r.get("prm_calls", "")), str(r.get("failures", "")),
-                 str(r.get("retries", ""))] for r in searches]
+        rows = [[str(r.iteration), str(r.stats.questions), _pct(r.stats.accuracy), _pct(r.stats.solved_fraction),
+                 str(r.stats.samples), str(r.stats.value_samples), _num(r.stats.avg_tokens, 1),
+                 str(r.stats.prm_calls), str(r.stats.failures), str(r.stats.retries)] for r in searches]
         parts.append(_table(["iteration", "questions", "chosen correct", "solved", "traces", "value samples",
                              "tokens / question", "PRM calls", "failures", "retries"], rows))
     else:
@@ -110,18 +106,18 @@ def render_report(out: Path, records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def _summary(config: dict[str, Any], records: Sequence[dict[str, Any]], evals: Sequence[dict[str, Any]]) -> str:
+def _summary(config: dict[str, Any], records: Sequence[PhaseRecord], evals: Sequence[PhaseRecord]) -> str:
     data, search, loop = config.get("data", {}), config.get("search", {}), config.get("loop", {})
     facts = [
         ("task", data.get("task")), ("algorithm", loop.get("algorithm")), ("strategy", search.get("strategy")),
-        ("iterations", f"{max((r['iteration'] for r in evals), default=0)} of {loop.get('iterations', '?')} done"),
+        ("iterations", f"{max((r.iteration for r in evals), default=0)} of {loop.get('iterations', '?')} done"),
         ("questions per pass", data.get("num_questions")), ("held-out questions", data.get("num_test")),
-        ("wall time", _duration(sum(r.get("seconds", 0.0) for r in records))),
+        ("wall time", _duration(sum(r.seconds for r in records))),
     ]
     if len(evals) >= 2:
         first, last = evals[0], evals[-1]
-        facts.append(("held-out accuracy", f"{_pct(first.get('accuracy'))} (iteration {first['iteration']}) → "
-                                           f"{_pct(last.get('accuracy'))} (iteration {last['iteration']})"))
+        facts.append(("held-out accuracy", f"{_pct(first.stats.accuracy)} (iteration {first.iteration}) → "
+                                           f"{_pct(last.stats.accuracy)} (iteration {last.iteration})"))
     items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts if v is not None)
     return f"<ul class='facts'>{items}</ul>"
 
@@ -180,16 +176,16 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _accuracy_plot(evals: Sequence[dict[str, Any]]) -> bytes:
+def _accuracy_plot(evals: Sequence[PhaseRecord]) -> bytes:
     fig, ax = _figure()
-    xs = [r["iteration"] for r in evals]
-    ax.plot(xs, [r.get("accuracy", 0.0) for r in evals], marker="o", label="held-out accuracy")
-    independent = [(r["iteration"], r["heldout_accuracy"]) for r in evals if r.get("heldout_accuracy") is not None]
+    xs = [r.iteration for r in evals]
+    ax.plot(xs, [r.stats.accuracy for r in evals], marker="o", label="held-out accuracy")
+    independent = [(r.iteration, r.stats.heldout_accuracy) for r in evals if r.stats.heldout_accuracy is not None]
     if independent:
         ax.plot(*zip(*independent, strict=True), marker="x", linestyle="--", label="independent check")
     for x, r in zip(xs, evals, strict=True):
-        ax.annotate(f"{r.get('accuracy', 0.0):.3f}", (x, r.get("accuracy", 0.0)), textcoords="offset points",
-                    xytext=(0, 7), ha="center", fontsize=8)
+        ax.annotate(f"{r.stats.accuracy:.3f}", (x, r.stats.accuracy), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=8)
     ax.set_xlabel("iteration (0 = the starting models)")
     ax.set_ylabel("accuracy")
     ax.set_xticks(xs)
@@ -198,8 +194,8 @@ def _accuracy_plot(evals: Sequence[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def _loss_plot(learners: Sequence[dict[str, Any]]) -> bytes:
-    roles = [p for p in ("train_prm", "train_policy") if any(r["phase"] == p for r in learners)]
+def _loss_plot(learners: Sequence[PhaseRecord]) -> bytes:
+    roles = [p for p in ("train_prm", "train_policy") if any(r.phase == p for r in learners)]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,15 +204,14 @@ def _loss_plot(learners: Sequence[dict[str, Any]]) -> bytes:
 
     fig, axes = plt.subplots(1, len(roles), figsize=(7.0 if len(roles) == 1 else 10.0, 3.2), dpi=100, squeeze=False)
     for ax, phase in zip(axes[0], roles, strict=True):
-        for r in (r for r in learners if r["phase"] == phase):
-            losses = r.get("step_losses")
+        for r in (r for r in learners if r.phase == phase):
+            losses, epochs = r.stats.step_losses, r.stats.epoch_losses
             if losses:
-                ax.plot(range(1, len(losses) + 1), losses, label=f"iteration {r['iteration']}", linewidth=1)
-            elif r.get("epoch_losses"):  # an older log: one point per epoch
-                epochs = r["epoch_losses"]
-                per = max(1, int(r.get("steps") or len(epochs)) // len(epochs))
+                ax.plot(range(1, len(losses) + 1), losses, label=f"iteration {r.iteration}", linewidth=1)
+            elif epochs:  # an older log: one point per epoch
+                per = max(1, (r.stats.steps or len(epochs)) // len(epochs))
                 ax.plot([per * (e + 1) for e in range(len(epochs))], epochs, marker="o",
-                        label=f"iteration {r['iteration']} (epoch means)")
+                        label=f"iteration {r.iteration} (epoch means)")
         ax.set_title(f"{phase.removeprefix('train_')} learner" + (" (MSE)" if phase == "train_prm" else " (SFT)"),
                      fontsize=10)
         ax.set_xlabel("optimizer step")
@@ -228,7 +223,7 @@ def _loss_plot(learners: Sequence[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def _time_plot(records: Sequence[dict[str, Any]], iterations: Sequence[int]) -> bytes:
+def _time_plot(records: Sequence[PhaseRecord], iterations: Sequence[int]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,8 +232,7 @@ def _time_plot(records: Sequence[dict[str, Any]], iterations: Sequence[int]) -> 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.2), dpi=100)
     bottom = [0.0] * len(iterations)
     for phase in PHASES:
-        secs = [sum(r.get("seconds", 0.0) for r in records if r["iteration"] == i and r["phase"] == phase)
-                for i in iterations]
+        secs = [sum(r.seconds for r in records if r.iteration == i and r.phase == phase) for i in iterations]
         if any(secs):
             left.bar([str(i) for i in iterations], secs, bottom=bottom, label=phase, color=COLOURS[phase])
             bottom = [b + s for b, s in zip(bottom, secs, strict=True)]
@@ -248,8 +242,7 @@ def _time_plot(records: Sequence[dict[str, Any]], iterations: Sequence[int]) -> 
     left.legend(fontsize=7)
     width = 0.4
     for k, phase in enumerate(("search", "evaluate")):
-        tokens = [sum(r.get("tokens", 0) for r in records if r["iteration"] == i and r["phase"] == phase)
-                  for i in iterations]
+        tokens = [sum(r.stats.tokens for r in records if r.iteration == i and r.phase == phase) for i in iterations]
         right.bar([i + (k - 0.5) * width for i in range(len(iterations))], tokens, width, label=phase,
                   color=COLOURS[phase])
     right.set_xticks(range(len(iterations)), [str(i) for i in iterations])

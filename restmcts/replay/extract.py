@@ -19,6 +19,7 @@ from typing import Any
 from restmcts.replay import Trace, ValueRecord
 from restmcts.search import (
     Budget,
+    Checkpoint,
     Node,
     SearchResult,
     Solution,
@@ -42,6 +43,7 @@ class QuestionOutcome:
     budget: Budget
     failure: str | None = None
     tree: dict[str, Any] | None = None  # export_tree's JSON, for the questions a pass exports
+    checkpoints: list[Checkpoint] = dataclasses.field(default_factory=list)  # anytime MCTS* (search.record_at)
 
 
 def judge(result: SearchResult, check: Callable[[str | None], bool]) -> SearchResult:
@@ -61,6 +63,8 @@ def judge(result: SearchResult, check: Callable[[str | None], bool]) -> SearchRe
 
     result.solutions = [mark(s) for s in result.solutions]
     result.best = mark(result.best) if result.best is not None else None
+    result.checkpoints = [dataclasses.replace(c, best=mark(c.best) if c.best is not None else None)
+                          for c in result.checkpoints]
     return result
 
 
@@ -94,6 +98,7 @@ def to_records(question: Question, result: SearchResult, iteration: int,
         budget=result.budget,
         failure=result.failure,
         tree=export_tree(question, result, iteration, inferred) if export and result.tree is not None else None,
+        checkpoints=result.checkpoints,
     )
 
 

@@ -4,13 +4,14 @@ Models come in through two async callables (`Models.propose`, `Models.score`); t
 `Answers` (ends, extract_answer). Every strategy returns a SearchResult with a Budget.
 """
 
-from restmcts.search.baselines import best_of_n, cot, rest_em_filter, self_consistency, tot
+from restmcts.search.baselines import best_of_n, cot, self_consistency, tot
 from restmcts.search.mcts import mcts_star
 from restmcts.search.strategies import STRATEGIES, run_strategy
 from restmcts.search.tree import Node, Tree, mark_correct
 from restmcts.search.types import (
     Answers,
     Budget,
+    Checkpoint,
     Models,
     ProposeFn,
     ScoreFn,
@@ -22,7 +23,7 @@ from restmcts.search.types import (
 from restmcts.search.values import infer_values
 
 __all__ = [
-    "Answers", "Budget", "Models", "Node", "ProposeFn", "STRATEGIES", "ScoreFn", "SearchResult",
+    "Answers", "Budget", "Checkpoint", "Models", "Node", "ProposeFn", "STRATEGIES", "ScoreFn", "SearchResult",
     "Solution", "Tree", "ValueSample", "best_of_n", "cot", "derive_seed", "infer_values", "mark_correct",
-    "mcts_star", "rest_em_filter", "run_strategy", "self_consistency", "tot",
+    "mcts_star", "run_strategy", "self_consistency", "tot",
 ]

@@ -6,7 +6,6 @@
                       values or the last step's value (cfg.bon_aggregate)
     tot               BFS/beam: at each depth, cfg.branch proposals per kept partial solution, all
                       scored in one PRM call, the top cfg.beam_width kept
-    rest_em_filter    ReST-EM's policy data: every solution whose final answer is correct
 
 Chains are generated step by step through the same propose callable as MCTS* (n=1 per chain per
 step, seed derived from (seed, chain, depth)) and end at a terminal step or at cfg.max_depth; a chain
@@ -22,10 +21,13 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from restmcts.config import SearchConfig
+from restmcts.config import SearchSettings
 from restmcts.search.calls import Calls
 from restmcts.search.types import Answers, Models, SearchResult, Solution, derive_seed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Chain:
     answer: str | None
 
 
-async def sample_chain(calls: Calls, answers: Answers, cfg: SearchConfig, seed: int,
+async def sample_chain(calls: Calls, answers: Answers, cfg: SearchSettings, seed: int,
                        temperature: float, prefix: tuple[str, ...] = ()) -> Chain:
     """One chain, step by step, continuing `prefix` (its steps are part of the returned chain)."""
     steps = prefix
@@ -51,20 +53,20 @@ async def sample_chain(calls: Calls, answers: Answers, cfg: SearchConfig, seed: 
     return Chain(steps, True, answers.extract_answer(steps))
 
 
-async def sample_chains(calls: Calls, answers: Answers, cfg: SearchConfig, seed: int) -> list[Chain]:
+async def sample_chains(calls: Calls, answers: Answers, cfg: SearchSettings, seed: int) -> list[Chain]:
     return list(await asyncio.gather(*(
         sample_chain(calls, answers, cfg, derive_seed(seed, "chain", i), cfg.temperature)
         for i in range(cfg.num_samples))))
 
 
-async def cot(question: str, models: Models, answers: Answers, cfg: SearchConfig, seed: int) -> SearchResult:
+async def cot(question: str, models: Models, answers: Answers, cfg: SearchSettings, seed: int) -> SearchResult:
     calls = Calls(models, question)
     chain = await sample_chain(calls, answers, cfg, derive_seed(seed, "cot"), 0.0)
     solutions = [Solution(chain.steps, chain.answer)] if chain.finished else []
     return _result("cot", solutions, calls, lambda answered: answered[0])
 
 
-async def self_consistency(question: str, models: Models, answers: Answers, cfg: SearchConfig,
+async def self_consistency(question: str, models: Models, answers: Answers, cfg: SearchSettings,
                            seed: int) -> SearchResult:
     calls = Calls(models, question)
     chains = await sample_chains(calls, answers, cfg, seed)
@@ -78,16 +80,25 @@ def majority(solutions: Sequence[Solution]) -> Solution:
     return next(s for s in solutions if s.answer == winner)
 
 
-async def best_of_n(question: str, models: Models, answers: Answers, cfg: SearchConfig,
+def highest_value(candidates: Sequence[tuple[T, float]]) -> T:
+    """The candidate with the highest value (ties: the first): best-of-N's pick."""
+    return max(candidates, key=lambda cv: cv[1])[0]
+
+
+def _best_scored(solutions: Sequence[Solution]) -> Solution:
+    return highest_value([(s, s.value or 0.0) for s in solutions])
+
+
+async def best_of_n(question: str, models: Models, answers: Answers, cfg: SearchSettings,
                     seed: int) -> SearchResult:
     calls = Calls(models, question)
     chains = [c for c in await sample_chains(calls, answers, cfg, seed) if c.finished]
     values = await asyncio.gather(*(_chain_value(calls, c, cfg) for c in chains))
     solutions = [Solution(c.steps, c.answer, v) for c, v in zip(chains, values, strict=True)]
-    return _result("bon", solutions, calls, lambda answered: max(answered, key=lambda s: s.value or 0.0))
+    return _result("bon", solutions, calls, _best_scored)
 
 
-async def _chain_value(calls: Calls, chain: Chain, cfg: SearchConfig) -> float | None:
+async def _chain_value(calls: Calls, chain: Chain, cfg: SearchSettings) -> float | None:
     """PRM value of a chain with an answer: min over its prefixes, or its full prefix only."""
     if chain.answer is None:
         return None  # never a candidate: not worth a PRM call
@@ -96,7 +107,7 @@ async def _chain_value(calls: Calls, chain: Chain, cfg: SearchConfig) -> float |
     return min(await calls.score([chain.steps[:k] for k in range(1, len(chain.steps) + 1)]))
 
 
-async def tot(question: str, models: Models, answers: Answers, cfg: SearchConfig, seed: int) -> SearchResult:
+async def tot(question: str, models: Models, answers: Answers, cfg: SearchSettings, seed: int) -> SearchResult:
     calls = Calls(models, question)
     frontier: list[tuple[str, ...]] = [()]
     solutions: list[Solution] = []
@@ -115,10 +126,10 @@ async def tot(question: str, models: Models, answers: Answers, cfg: SearchConfig
                 frontier.append(steps)
         if not frontier:
             break
-    return _result("tot", solutions, calls, lambda answered: max(answered, key=lambda s: s.value or 0.0))
+    return _result("tot", solutions, calls, _best_scored)
 
 
-async def _propose_all(calls: Calls, frontier: list[tuple[str, ...]], cfg: SearchConfig,
+async def _propose_all(calls: Calls, frontier: list[tuple[str, ...]], cfg: SearchSettings,
                        seed: int) -> list[tuple[str, ...]]:
     """cfg.branch new steps for every kept partial solution (dead ends counted)."""
     proposals = await asyncio.gather(*(
@@ -130,15 +141,6 @@ async def _propose_all(calls: Calls, frontier: list[tuple[str, ...]], cfg: Searc
             calls.budget.dead_ends += 1
         candidates += [prefix + (s,) for s in steps]
     return candidates
-
-
-def rest_em_filter(solutions: Sequence[Solution]) -> list[Solution]:
-    """ReST-EM's outcome filter: the solutions whose final answer was verified correct."""
-    unchecked = sum(s.correct is None for s in solutions)
-    if unchecked:
-        raise ValueError(f"rest_em_filter: {unchecked} solution(s) have correct=None; "
-                         "check them first (restmcts.extract.judge sets `correct`)")
-    return [s for s in solutions if s.correct]
 
 
 def _result(name: str, solutions: list[Solution], calls: Calls,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from restmcts.config import SearchConfig
+from restmcts.config import SearchSettings
 from restmcts.search.baselines import sample_chain
 from restmcts.search.calls import Calls
 from restmcts.search.types import Answers, Budget, Models, derive_seed
@@ -23,7 +23,7 @@ from restmcts.search.types import Answers, Budget, Models, derive_seed
 Label = tuple[tuple[str, ...], float]  # (partial solution, fraction of rollouts that reach a right answer)
 
 
-async def monte_carlo_labels(question: str, models: Models, answers: Answers, cfg: SearchConfig, seed: int,
+async def monte_carlo_labels(question: str, models: Models, answers: Answers, cfg: SearchSettings, seed: int,
                              check: Callable[[str | None], bool], rollouts: int) -> tuple[list[Label], Budget]:
     calls = Calls(models, question)
     solution = await sample_chain(calls, answers, cfg, derive_seed(seed, "mc-solution"), cfg.temperature)

@@ -1,6 +1,6 @@
 """How much the tree bookkeeping costs per MCTS* simulation, with the models taken out.
 
-    python -m restmcts.search.overhead            # 1000 trees, default SearchConfig
+    python -m restmcts.search.overhead            # 1000 trees, default SearchSettings
     stats = measure_overhead(num_trees=1000, num_simulations=50)
 
 Runs `num_trees` MCTS* trees concurrently on one asyncio loop against instant scripted models
@@ -17,7 +17,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
-from restmcts.config import SearchConfig
+from restmcts.config import SearchSettings
 from restmcts.search.mcts import mcts_star
 from restmcts.search.types import Models, derive_seed
 
@@ -45,9 +45,9 @@ async def _score(question: str, steps_list: Sequence[Sequence[str]]) -> list[flo
 
 
 def measure_overhead(num_trees: int = 1000, num_simulations: int | None = None,
-                     cfg: SearchConfig | None = None) -> dict[str, float]:
+                     cfg: SearchSettings | None = None) -> dict[str, float]:
     """Per-simulation overhead (microseconds) of `num_trees` concurrent trees on instant models."""
-    cfg = cfg if cfg is not None else SearchConfig()
+    cfg = cfg if cfg is not None else SearchSettings()
     if num_simulations is not None:
         cfg = dataclasses.replace(cfg, num_simulations=num_simulations)
     models, answers = Models(_propose, _score), _InstantAnswers()

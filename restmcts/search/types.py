@@ -84,6 +84,23 @@ class ValueSample:
     on_correct_path: bool  # r_k = +1 (the step leads to a correct answer in the tree) or -1
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What an anytime MCTS* tree (`search.record_at`) would have answered had its budget been
+    `at` simulations: the answer and spend of the same search run with `num_simulations=at`."""
+
+    at: int  # the simulation budget asked for (an entry of search.record_at)
+    simulations: int  # simulations that search runs: fewer than `at` when it stopped early (gate, fully explored)
+    tokens: int  # policy tokens it spends, the greedy completion of its chosen node included
+    prm_calls: int  # prefixes the PRM scores
+    best: Solution | None  # the answer it commits to (None: none), valued by its node's v at that point
+    gated: bool = False  # the answer is the end gate's (the search stopped there)
+    # Of `tokens`, the greedy completion that read the answer of a chosen node stating none. The rest
+    # never decreases from one checkpoint to the next; the total can (a later tree may pick a node
+    # that needs no completion).
+    finish_tokens: int = 0
+
+
 @dataclass
 class SearchResult:
     """What one strategy produced for one question."""
@@ -94,6 +111,7 @@ class SearchResult:
     budget: Budget = field(default_factory=Budget)
     tree: Any = None  # restmcts.search.tree.Tree for mcts_star
     failure: str | None = None  # why no answer (e.g. "no terminal node within max_depth")
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # mcts_star with search.record_at, in `at` order
 
 
 def derive_seed(*parts: object) -> int:

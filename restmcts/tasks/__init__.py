@@ -1,6 +1,7 @@
 """Tasks: question sources with answer extraction and checking.
 
-    task = make_task(cfg.data, seed=cfg.loop.seed)
+    task = task_for(cfg)                # a run's task: cfg.data, drawn with cfg.loop.seed
+    task = make_task(cfg.data, seed=3)  # any data section and seed
 
 `arith` is the embedded synthetic task; `gsm8k` and `math` read JSONL/Parquet files from local
 paths (or hub names on a cluster) and check answers with math-verify.
@@ -8,10 +9,15 @@ paths (or hub names on a cluster) and check answers with math-verify.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from restmcts.config import DataConfig
 from restmcts.tasks.base import DataError, LoadReport, MessageEnds, Question, Task
 
-__all__ = ["DataError", "LoadReport", "MessageEnds", "Question", "Task", "make_task", "TASKS"]
+if TYPE_CHECKING:
+    from restmcts.config import Config
+
+__all__ = ["DataError", "LoadReport", "MessageEnds", "Question", "Task", "make_task", "task_for", "TASKS"]
 
 TASKS = ("arith", "gsm8k", "math")
 
@@ -30,3 +36,8 @@ def make_task(cfg: DataConfig, seed: int = 0) -> Task:
 
         return MathTask(cfg)
     raise ValueError(f"data.task: unknown task {cfg.task!r}; allowed: {', '.join(TASKS)}")
+
+
+def task_for(cfg: Config) -> Task:
+    """The run's task: `cfg.data`'s questions, drawn with the run's seed (`loop.seed`)."""
+    return make_task(cfg.data, seed=cfg.loop.seed)

@@ -194,8 +194,8 @@ def _hub_records(spec: str, key: str, split: Split) -> Iterator[tuple[int, Recor
 class FileTask:
     """A task whose questions come from files: loading, caching, reports and math-verify checking.
 
-    Subclasses set `name` and `convert(record) -> (question, gold)` and say how a solution
-    states its answer (`extract_answer`).
+    Subclasses set `name` and `convert(record) -> (question, gold)` and say how a step that
+    states the answer is read (`read_answer`); the answer is read from the last such step.
     """
 
     name = ""
@@ -223,3 +223,11 @@ class FileTask:
 
     def check(self, answer: str | None, gold: str) -> bool:
         return check_answer(answer, gold, self.cfg.check_timeout_s)
+
+    def extract_answer(self, steps: Sequence[str]) -> str | None:
+        step = next((s for s in reversed(steps) if states_answer(s)), None)
+        return None if step is None else self.read_answer(step)
+
+    def read_answer(self, step: str) -> str | None:
+        """The answer a step that states one (`states_answer`) gives."""
+        raise NotImplementedError

@@ -15,9 +15,7 @@ A chat model may instead just end its message after a step like "So she makes 18
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from restmcts.tasks.checking import first_number, last_boxed, last_number, stated_answer, states_answer
+from restmcts.tasks.checking import first_number, last_boxed, last_number, stated_answer
 from restmcts.tasks.files import BadRow, FileTask, Record, text_field
 
 QUESTION_FIELDS = ("question", "problem")
@@ -49,15 +47,12 @@ class GSM8KTask(FileTask):
 
     convert = staticmethod(_convert)
 
-    def extract_answer(self, steps: Sequence[str]) -> str | None:
-        for step in reversed(steps):
-            if states_answer(step):
-                boxed = last_boxed(step)
-                if boxed:
-                    return boxed
-                stated = stated_answer(step)
-                return first_number(stated) if stated else None
-        return None
+    def read_answer(self, step: str) -> str | None:
+        boxed = last_boxed(step)
+        if boxed:
+            return boxed
+        stated = stated_answer(step)
+        return first_number(stated) if stated else None
 
     def unmarked_answer(self, step: str) -> str | None:
         return last_number(step)

@@ -15,9 +15,8 @@ number (`unmarked_answer`).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-from restmcts.tasks.checking import last_boxed, last_number, stated_answer, states_answer
+from restmcts.tasks.checking import last_boxed, last_number, stated_answer
 from restmcts.tasks.files import BadRow, FileTask, Record, optional_text_field, text_field
 
 QUESTION_FIELDS = ("problem", "question")
@@ -42,11 +41,8 @@ class MathTask(FileTask):
 
     convert = staticmethod(_convert)
 
-    def extract_answer(self, steps: Sequence[str]) -> str | None:
-        for step in reversed(steps):
-            if states_answer(step):
-                return stated_answer(step)
-        return None
+    def read_answer(self, step: str) -> str | None:
+        return stated_answer(step)
 
     def unmarked_answer(self, step: str) -> str | None:
         inline = _INLINE_MATH.findall(step)
