@@ -20,7 +20,7 @@ def _overrides(ckpt) -> list[str]:
         f"model.policy={ckpt}/policy", f"model.prm={ckpt}/prm",
         "loop.iterations=1", "data.num_questions=6", "data.num_test=4",
         "data.arith_min_ops=1", "data.arith_max_ops=2",
-        "search.num_simulations=4", "search.max_depth=2", "search.max_step_tokens=8",
+        "search.num_simulations=6", "search.max_depth=3", "search.max_step_tokens=16",
         "search.num_workers=1", "search.trees_per_worker=4",
         "learners.num_learners=0", "learners.policy_epochs=1", "learners.prm_epochs=1",
     ]
