@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from restmcts import replay
 from restmcts.bootstrap.inprocess import chain_settings, concurrently, in_process_client
-from restmcts.config import Config
+from restmcts.config import Config, SearchSettings
 from restmcts.prompt import PromptFormat
 from restmcts.replay import ValueRecord
 from restmcts.tasks import Question, Task
@@ -40,16 +40,24 @@ def monte_carlo_values(cfg: Config, fmt: PromptFormat, task: Task, questions: Se
 
 async def label_questions(client: ModelClient, task: Task, questions: Sequence[Question], cfg: Config) -> list[ValueRecord]:
     from restmcts.search import derive_seed
-    from restmcts.search.montecarlo import monte_carlo_labels
 
-    settings = chain_settings(cfg)
-    seed = derive_seed(cfg.bootstrap.seed, "mc-labels")
+    settings, seed = chain_settings(cfg), derive_seed(cfg.bootstrap.seed, "mc-labels")
 
     async def one(q: Question) -> list[ValueRecord]:
-        models, answers = client.for_question(task)
-        labels, _ = await monte_carlo_labels(q.question, models, answers, settings, derive_seed(seed, q.id),
-                                             lambda a: task.check(a, q.answer), cfg.bootstrap.prm_rollouts)
-        return [ValueRecord(q.id, q.question, steps, value, 0, value > 0, 0) for steps, value in labels]
+        rows, _ = await label_question(client, task, q, settings, derive_seed(seed, q.id), cfg.bootstrap.prm_rollouts)
+        return rows
 
     rows = await concurrently([one(q) for q in questions], "Monte Carlo labels", "questions")
     return [r for question_rows in rows for r in question_rows]
+
+
+async def label_question(client: ModelClient, task: Task, q: Question, settings: SearchSettings, seed: int,
+                         rollouts: int) -> tuple[list[ValueRecord], int]:
+    """One question's Monte Carlo labels as ValueRecord rows, and the policy tokens they cost.
+    A solution ends where the task says or where the policy ended its message, as in the search."""
+    from restmcts.search.montecarlo import monte_carlo_labels
+
+    models, answers = client.for_question(task, settings)
+    labels, budget = await monte_carlo_labels(q.question, models, answers, settings, seed,
+                                              lambda a: task.check(a, q.answer), rollouts)
+    return [ValueRecord(q.id, q.question, steps, value, 0, value > 0, 0) for steps, value in labels], budget.tokens

@@ -152,9 +152,8 @@ def _monte_carlo_values(cfg: Config, servers: Servers, task: Any, questions: lis
         tokens = used = 0
         while tokens < budget and used < len(questions):
             batch = questions[used:used + chunk]
-            labelled = asyncio.run(_label(cfg, servers, task, batch))
-            for q, (labels, spent) in zip(batch, labelled, strict=True):
-                records += [ValueRecord(q.id, q.question, steps, v, 0, v > 0, 0) for steps, v in labels]
+            for rows, spent in asyncio.run(_label(cfg, servers, task, batch)):
+                records += rows
                 tokens += spent
             used += len(batch)
             print(f"[evaluate] Monte Carlo labels: {used} questions, {tokens:,} of {budget:,} tokens", flush=True)
@@ -163,20 +162,14 @@ def _monte_carlo_values(cfg: Config, servers: Servers, task: Any, questions: lis
     return json.loads(storage.read_text(done))
 
 
-async def _label(cfg: Config, servers: Servers, task: Any, questions: list[Question]) -> list[tuple[list, int]]:
+async def _label(cfg: Config, servers: Servers, task: Any, questions: list[Question]) -> list[tuple[list[ValueRecord], int]]:
+    from restmcts.bootstrap.labels import label_question
     from restmcts.search import derive_seed
-    from restmcts.search.montecarlo import monte_carlo_labels
 
-    client = _client(cfg, servers)
-
-    async def one(q: Question) -> tuple[list, int]:
-        models, answers = client.for_question(task)  # EOS ends a solution, as in the search
-        labels, budget = await monte_carlo_labels(q.question, models, answers, cfg.search.settings(),
-                                                  derive_seed(cfg.search.seed, "mc", q.id),
-                                                  lambda a: task.check(a, q.answer), cfg.eval.prm_rollouts)
-        return labels, budget.tokens
-
-    return list(await asyncio.gather(*(one(q) for q in questions)))
+    client, settings = _client(cfg, servers), cfg.search.settings()
+    return list(await asyncio.gather(*(
+        label_question(client, task, q, settings, derive_seed(cfg.search.seed, "mc", q.id), cfg.eval.prm_rollouts)
+        for q in questions)))
 
 
 # --------------------------------------------------------------------------- train
