@@ -55,7 +55,7 @@ from restmcts.evaluation.stats import auroc
 from restmcts.prompt import PromptFormat
 from restmcts.replay import Trace
 from restmcts.search import derive_seed
-from restmcts.search.baselines import Chain, sample_chain, sample_chains
+from restmcts.search.baselines import Chain, highest_value, sample_chain, sample_chains
 from restmcts.search.calls import Calls
 from restmcts.storage import write_text
 from restmcts.tasks import Question
@@ -230,7 +230,7 @@ def evaluate(report: BootstrapReport, cfg: Config, fmt: PromptFormat, task: Arit
                                         if not r])
 
     sample_right = [[task.check(c.answer, str(p.answer)) for c in t.samples] for p, t in zip(problems, tested, strict=True)]
-    best = [max(range(k), key=lambda j: min(t.values[j], default=0.0)) for t in tested]  # ties: the first
+    best = [highest_value([(j, min(v, default=0.0)) for j, v in enumerate(t.values)]) for t in tested]
     scores = [v for t in tested for values in t.values for v in values]
     labels = [ok for p, t in zip(problems, tested, strict=True) for c in t.samples for ok in step_labels(p, c.steps)]
     report.temperature, report.k = b.temperature, k

@@ -144,14 +144,7 @@ class SelfTraining:
         if result.steps:
             metric("restmcts_learner_step_seconds").set(result.train_seconds / result.steps, tags={"role": role})
         # per-step metrics stay with the learner; the log keeps the summary and the loss curve (run report)
-        return LearnerStats(
-            role=result.role, init_path=result.init_path, out_path=result.out_path, samples=result.samples,
-            world_size=result.world_size, epochs=result.epochs, steps=result.steps,
-            epoch_losses=tuple(result.epoch_losses), final_loss=result.final_loss,
-            train_seconds=result.train_seconds, samples_per_s=result.samples_per_s,
-            tokens_per_s=result.tokens_per_s, truncated=result.truncated,
-            weights_digests=tuple(result.weights_digests), restarts=result.restarts,
-            step_losses=tuple(round(m.loss, 5) for m in result.history), learner_seconds=result.seconds)
+        return LearnerStats.of(result)
 
     def _questions(self, i: int) -> list[Question]:
         n = self.cfg.data.num_questions or len(self.train_questions)

@@ -81,6 +81,14 @@ class LearnerStats:
     step_losses: tuple[float, ...] = ()  # loss per optimizer step (rounded); older logs have epoch_losses only
     learner_seconds: float  # the learner's wall time for the whole call (load, train, save)
 
+    @classmethod
+    def of(cls, result: Any) -> LearnerStats:
+        """A learners TrainResult's record: its fields of the same names, the history as step
+        losses and its `seconds` as `learner_seconds`."""
+        same = {f.name: getattr(result, f.name) for f in dataclasses.fields(cls) if hasattr(result, f.name)}
+        return cls(**same, step_losses=tuple(round(m.loss, 5) for m in result.history),
+                   learner_seconds=result.seconds)
+
 
 @dataclass(frozen=True, kw_only=True)
 class SyncStats:
