@@ -245,6 +245,10 @@ class SearchConfig(SearchSettings):
     # Write the trees of the pass's first `export_trees` questions as JSON under OUT/trees/
     # (restmcts.viewer draws them); 0 = none.
     export_trees: int = 0
+    # The worker pool lives for the whole run (every search and evaluate pass); true = it is
+    # stopped while the learners train and started again for the next pass, so that on a cluster
+    # the autoscaler can take the idle search nodes back.
+    release_during_training: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -446,6 +450,23 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """How new weights reach the live servers after training (restmcts.weights)."""
+
+    # "collective": learner rank 0 broadcasts the weights to every server replica over a process
+    # group of their own, in buckets; "object_store": learner rank 0 puts them in Ray's object
+    # store once and every replica fetches them. Neither passes through the driver or a disk.
+    method: Literal["collective", "object_store"] = "collective"
+    bucket_mb: float = 256.0  # collective: bytes per broadcast
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # collective: auto = nccl when learners hold GPUs
+    timeout_s: float = 600.0  # collective: how long members wait for each other
+
+    def __post_init__(self) -> None:
+        _check(self.bucket_mb > 0, "sync.bucket_mb", "must be > 0")
+        _check(self.timeout_s > 0, "sync.timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True)
 class RayConfig:
     """How jobs reach Ray: an address to attach to, or a local instance on loopback."""
 
@@ -467,6 +488,7 @@ class Config:
     learners: LearnersConfig = field(default_factory=LearnersConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -133,3 +133,27 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def actor_pid(handle, deadline_s: float = 300) -> int:
+    """The pid of a Ray actor's process; while the actor restarts (calls fail as unavailable) keep
+    asking until it answers."""
+    import ray
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return ray.get(handle.__ray_call__.remote(lambda self: os.getpid()))
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def kill_actor(handle) -> tuple[int, int]:
+    """SIGKILL a restartable actor's process and wait until Ray has restarted it: (old, new) pid."""
+    old = actor_pid(handle)
+    os.kill(old, signal.SIGKILL)
+    new = actor_pid(handle)
+    assert new != old, "a new process serves the actor"
+    return old, new

@@ -173,49 +173,6 @@ def test_search_job_cli(ray_local, tiny_ckpt, tmp_path):
     assert summary["questions"] == 4 and (out / "traces.parquet").exists() and (out / "values.parquet").exists()
 
 
-def test_synced_server_matches_the_trained_model(ray_local, tiny_ckpt, tmp_path):
-    """Train the policy, push its weights into a live server: greedy steps equal the checkpoint's."""
-    import torch
-
-    from restmcts.actors.client import ModelClient
-    from restmcts.actors.servers import start_servers
-    from restmcts.checkpoints import load_policy, load_tokenizer
-    from restmcts.learners import LearnerGroup
-    from restmcts.prompt import PromptFormat
-    from restmcts.replay import Trace
-
-    question = "Start with 4. Add 3. What is the result?"
-    data = str(tmp_path / "traces.parquet")
-    replay.write_records([Trace("q", question, ("4 + 3 = 7", "The answer is 7"), "7", True, 9, "mcts_star", 1)] * 8,
-                         Trace, data)
-    cfg = _cfg(tiny_ckpt, "learners.num_learners=0", "learners.policy_epochs=40", "learners.policy_lr=0.003",
-               "learners.micro_batch_size=4", "search.max_step_tokens=16")
-    group = LearnerGroup(cfg, "policy")
-    group.train(cfg.model.policy, [data], str(tmp_path / "policy"))
-    state = group.state_dict()
-    group.shutdown()
-
-    servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
-    try:
-        client = ModelClient(servers.policy, servers.prm, PromptFormat(), cfg.search)
-        greedy = lambda steps: asyncio.run(client.propose(question, steps, 1, 0, temperature=0.0))[0][0]  # noqa: E731
-        before = greedy([])
-        servers.sync_weights(policy_state=state)
-        after = [greedy([]), greedy(["4 + 3 = 7"])]
-    finally:
-        servers.shutdown()
-
-    model, tok = load_policy(str(tmp_path / "policy")), load_tokenizer(str(tmp_path / "policy"))
-    expected = []
-    for prefix in ("", "4 + 3 = 7\n"):
-        ids = tok(question + "\n" + prefix, return_tensors="pt").input_ids
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
-        expected.append(tok.decode(out[0, ids.shape[1]:]).split("\n")[0].strip())
-    assert after == expected
-    assert after[0] == "4 + 3 = 7" and before != after[0]
-
-
 @pytest.mark.slow
 def test_replay_values_follow_the_inference_rule(ray_local, trained_ckpt, tmp_path):
     """On a real pass: every value row's parent prefix is present and v follows ALGORITHM.md's rule."""

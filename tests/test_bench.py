@@ -65,3 +65,67 @@ def test_bench_rejects_a_bad_sweep(tmp_path):
     result = subprocess.run([sys.executable, "jobs/bench.py", "--config", "configs/arith-tiny.yaml",
                              "--out", str(tmp_path), "--sweep", "1,x"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "--sweep and --learners take comma-separated integers" in result.stderr
+
+
+def _sync_cfg(ckpt):
+    return load_config("configs/arith-tiny.yaml", [f"model.policy={ckpt}/policy", f"model.prm={ckpt}/prm",
+                                                   "sync.bucket_mb=1"])
+
+
+def test_sync_bench_times_every_path_on_live_learners_and_servers(ray_local, tiny_ckpt, tmp_path):
+    """Both sync methods and the path through the driver, once each, on the tiny model; the
+    record lands in bench.json's sync fields."""
+    from restmcts.checkpoints import read_weights
+    from restmcts.evaluation.bench import BenchReport
+    from restmcts.evaluation.sync_bench import run_sync_bench
+    from restmcts.weights import Manifest
+
+    cfg = _sync_cfg(tiny_ckpt)
+    record = run_sync_bench(cfg, str(tmp_path), models=("tiny",), methods=("collective", "object_store"), repeats=1)
+
+    (model,) = record.models
+    assert (record.repeats, record.replicas, model.model, model.path) == (1, 1, "tiny", cfg.model.policy)
+    manifest = Manifest.of(read_weights(f"{tmp_path}/tiny/trained").items(), 1, cfg.sync.bucket_mb)
+    assert model.bytes == manifest.nbytes > 0, "a push sends every saved tensor, tied copies once"
+    assert [p.method for p in model.paths] == ["collective", "object_store", "via_driver"]
+    for p in model.paths:
+        assert len(p.seconds) == 1 and p.median_s == p.seconds[0] > 0 and p.driver_peak_mb >= 0
+    assert model.copy_limit_s > 0
+    assert model.collective_over_copy_limit == pytest.approx(model.path_for("collective").median_s
+                                                             / model.copy_limit_s, rel=0.05)
+
+    report = BenchReport()
+    report.add_sync(record)
+    saved = json.loads(report.to_json())
+    assert saved["sync_seconds"] == {"tiny": {p.method: p.median_s for p in model.paths}}
+    assert saved["sync_copy_limit_seconds"] == {"tiny": model.copy_limit_s}
+    assert saved["sync_driver_peak_mb"] == {"tiny": {p.method: p.driver_peak_mb for p in model.paths}}
+    assert saved["sync_bytes"] == {"tiny": model.bytes}
+    assert saved["sync_collective_over_copy_limit"] == {"tiny": model.collective_over_copy_limit}
+    assert "sync tiny" in report.table()
+
+
+def test_the_driver_never_holds_the_weights_a_push_sends(ray_local, tiny_ckpt, tmp_path):
+    """An 84 MB model: the driver's memory stays flat while the learner pushes by either method,
+    and grows by at least the model when the weights go through it (so the sampler can tell)."""
+    from restmcts.evaluation.sync_bench import ModelShape, run_sync_bench
+
+    shape = ModelShape("mid", hidden_size=512, num_layers=3, num_heads=8, num_kv_heads=8,
+                       intermediate_size=2048, vocab_size=16384)
+    record = run_sync_bench(_sync_cfg(tiny_ckpt), str(tmp_path), models=(shape,), repeats=1)
+
+    (model,) = record.models
+    model_mb = model.bytes / 2**20
+    assert model_mb > 80
+    peaks = {p.method: p.driver_peak_mb for p in model.paths}
+    assert peaks["collective"] < model_mb / 5, peaks
+    assert peaks["object_store"] < model_mb / 5, peaks
+    assert peaks["via_driver"] > 0.9 * model_mb, peaks
+
+
+def test_bench_rejects_an_unknown_sync_model(tmp_path):
+    result = subprocess.run([sys.executable, "jobs/bench.py", "--config", "configs/arith-tiny.yaml",
+                             "--out", str(tmp_path), "--sync-models", "tiny,smollm-2"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--sync-models: sync models: unknown model 'smollm-2'; valid: tiny, smollm2-135m" in result.stderr

@@ -334,6 +334,144 @@ def test_load_weights_swaps_the_live_model(backend: dict[str, Any], reference: d
     assert policy.stats().weight_loads >= 2
 
 
+# --------------------------------------------------------------------------- weight sync
+
+
+# A learner's side of a sync, in a process of its own: load a checkpoint, print the manifest (it
+# travels through Ray in the loop), then broadcast as rank 0. Tied copies (the LM head) are left
+# out, as a learner leaves them out.
+SENDER = """
+import json, sys
+from dataclasses import asdict
+from restmcts.checkpoints import load_policy, load_prm
+from restmcts.weights import GroupSpec, Manifest, WeightGroup
+
+role, path, host, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+model = (load_policy if role == "policy" else load_prm)(path)
+seen, named = set(), []
+for name, tensor in model.state_dict().items():
+    if tensor.data_ptr() not in seen:
+        seen.add(tensor.data_ptr())
+        named.append((name, tensor))
+manifest = Manifest.of(named, version=7, bucket_mb=0.05)
+print(json.dumps(asdict(manifest)), flush=True)
+group = WeightGroup.join(GroupSpec(host, port, world_size=2, timeout_s=120.0), 0)
+try:
+    group.send(named, manifest)
+finally:
+    group.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def other_ckpt(ckpt: Path, new_weights: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint with `new_weights` (seed 1), saved as policy/ and prm/: what a sender sends."""
+    from restmcts.checkpoints import load_policy, load_prm, load_tokenizer, save
+
+    root = tmp_path_factory.mktemp("engine_ckpt_other")
+    for name, load in (("policy", load_policy), ("prm", load_prm)):
+        model = load(str(ckpt / name))
+        model.load_state_dict(new_weights[name])
+        save(model, load_tokenizer(str(ckpt / name)), root / name)
+    return root
+
+
+def _sync_from_sender(engine: Any, run: Any, role: str, path: Path) -> int:
+    """Start a sender process for the checkpoint at `path`, take its broadcast into `engine` as
+    rank 1 over gloo on loopback; the number of buckets it used."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from restmcts.actors.runtime import LOOPBACK, free_port
+    from restmcts.weights import GroupSpec, Manifest, TensorMeta
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty sender never blocks on it
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, role, str(path), LOOPBACK, str(port)], cwd=root,
+                              stdout=subprocess.PIPE, stderr=errors, text=True)
+
+    def stderr() -> str:
+        errors.seek(0)
+        return errors.read()[-3000:]
+
+    try:
+        line = sender.stdout.readline()  # the manifest: the sender has its weights and is about to join
+        assert line, f"the sender exited before its manifest: {sender.wait(timeout=60)} {stderr()}"
+        data = json.loads(line)
+        manifest = Manifest(data["version"], tuple(TensorMeta(t["name"], t["dtype"], tuple(t["shape"]), t["nbytes"])
+                                                   for t in data["tensors"]), data["bucket_bytes"])
+        run(engine.receive_weights(GroupSpec(LOOPBACK, port, world_size=2, timeout_s=120.0), 1, manifest))
+        assert sender.wait(timeout=120) == 0, stderr()
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+        sender.stdout.close()
+        errors.close()
+    return len(manifest.buckets())
+
+
+def test_receive_weights_from_a_sender_process(backend: dict[str, Any], ckpt: Path, other_ckpt: Path) -> None:
+    """A learner in another process broadcasts another checkpoint's weights over gloo, in several
+    buckets; afterwards the engines answer as engines started from that checkpoint do, including
+    for a prompt whose prefix vLLM cached before the sync."""
+    policy, prm, run = backend["policy"], backend["prm"], backend["run"]
+    servers = ServersConfig(engine=backend["name"], **SERVERS)
+    prompts = (*PROMPTS, LONG_PROMPT)
+    texts = [PROMPTS[0] + "Add 1 = 6\n", PROMPTS[1], LONG_PROMPT]
+
+    async def start_fresh() -> tuple[Any, Any]:
+        return (make_policy_engine(servers, str(other_ckpt / "policy")),
+                make_score_engine(servers, str(other_ckpt / "prm")))
+
+    async def close_fresh() -> None:
+        fresh_policy.close()
+        fresh_prm.close()
+
+    fresh_policy, fresh_prm = run(start_fresh(), timeout=600)
+    try:
+        want_out = _generate({**backend, "policy": fresh_policy}, *(_greedy(p) for p in prompts))
+        want_scores = run(fresh_prm.score(texts))
+    finally:
+        run(close_fresh())
+
+    old_out = _generate(backend, *(_greedy(p) for p in prompts))  # LONG_PROMPT's blocks are cached now
+    old_scores = run(prm.score(texts))
+    assert old_out != want_out and old_scores != pytest.approx(want_scores, abs=1e-3)
+    loads = policy.stats().weight_loads, prm.stats().weight_loads
+    old_policy, old_prm = _state(ckpt, "policy"), _state(ckpt, "prm")
+    try:
+        assert _sync_from_sender(policy, run, "policy", other_ckpt / "policy") > 3
+        assert _sync_from_sender(prm, run, "prm", other_ckpt / "prm") > 3
+        assert (policy.stats().weight_loads, prm.stats().weight_loads) == (loads[0] + 1, loads[1] + 1)
+        [long_out] = _generate(backend, _greedy(LONG_PROMPT))  # alone first: the stale-prefix case
+        assert long_out == want_out[-1]
+        assert _generate(backend, *(_greedy(p) for p in prompts)) == want_out
+        assert run(prm.score(texts)) == pytest.approx(want_scores, abs=1e-5)
+    finally:  # put the checkpoint's weights back for the other tests, through the object store's path
+        run(policy.load_weights(old_policy))
+        run(prm.load_weights(old_prm))
+    assert "lm_head.weight" not in old_policy
+    assert _generate(backend, *(_greedy(p) for p in prompts)) == old_out
+    assert run(prm.score(texts)) == pytest.approx(old_scores, abs=1e-5)
+
+
+def _state(root: Path, role: str) -> dict[str, Any]:
+    """The checkpoint's tensors without tied copies (the LM head), as a learner sends them."""
+    from restmcts.checkpoints import load_policy, load_prm
+
+    seen: set[int] = set()
+    out = {}
+    for name, tensor in (load_policy if role == "policy" else load_prm)(str(root / role)).state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            out[name] = tensor
+    return out
+
+
 # --------------------------------------------------------------------------- plain checks
 
 

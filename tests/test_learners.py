@@ -61,9 +61,25 @@ def config(*overrides: str) -> Config:
 def train(cfg: Config, role: str, init: str, data: list[str], out: str):
     group = LearnerGroup(cfg, role)
     try:
-        return group.train(init, data, out), group.state_dict()
+        return group.train(init, data, out), exported_weights(group)
     finally:
         group.shutdown()
+
+
+def exported_weights(group: LearnerGroup) -> dict:
+    """Copies of the trained weights as the servers receive them (the object-store path's dict
+    for learner actors; the live tensors in-process)."""
+    if group.local is not None:
+        with group.local.live_weights() as named:
+            return {name: t.clone() for name, t in named}
+    import ray
+
+    from restmcts.weights.group import unpack
+
+    manifest = group.manifest(0, bucket_mb=1)
+    refs = group.put_weights(manifest)
+    return {name: t.clone() for ref, bucket in zip(refs, manifest.buckets(), strict=True)
+            for name, t in unpack(torch.from_numpy(ray.get(ref).copy()), bucket)}
 
 
 def assert_same_weights(exported: dict, path: str) -> None:
@@ -298,7 +314,7 @@ def test_two_learner_actors_form_one_world_and_stay_in_sync(ray_local, tiny_ckpt
     try:
         assert len(group.actors) == 2
         result = group.train(str(tiny_ckpt / "policy"), [data], out)
-        exported = group.state_dict()
+        exported = exported_weights(group)
     finally:
         group.shutdown()
 
@@ -321,3 +337,24 @@ def test_a_group_the_cluster_cannot_hold_fails_naming_the_keys(ray_local, monkey
     with pytest.raises(RuntimeError, match=r"no room for 2 bundle\(s\) of \{'CPU': 64.0\}.*learners.num_cpus"):
         LearnerGroup(config("learners.num_learners=2", "learners.num_cpus=64"), "policy")
     assert sum(pg["state"] != "REMOVED" for pg in placement_group_table().values()) == live_before
+
+
+def test_a_build_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_kept(tmp_path, monkeypatch, capsys):
+    """A process killed while DeepSpeed JIT-builds its comm op leaves a `lock` that would make every
+    later learner wait forever; one older than any real build is removed, a young one is a build
+    in progress and stays."""
+    import os
+    import time
+
+    from restmcts.learners.engine import STALE_BUILD_LOCK_S, clear_stale_build_locks
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    stale, fresh = tmp_path / "deepspeed_shm_comm" / "lock", tmp_path / "deepspeed_other_op" / "lock"
+    for lock in (stale, fresh):
+        lock.parent.mkdir()
+        lock.touch()
+    old = time.time() - STALE_BUILD_LOCK_S - 60
+    os.utime(stale, (old, old))
+    clear_stale_build_locks()
+    assert not stale.exists() and fresh.exists()
+    assert "deepspeed_shm_comm/lock" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from restmcts.evaluation.grid import pass_search_config
 
 # How a pass runs: read from cfg.search by the pass, never handed to the search core.
 PASS_KEYS = {"num_workers", "min_workers", "trees_per_worker", "worker_cpus", "worker_resource",
-             "worker_start_timeout_s", "sequential_calls", "export_trees"}
+             "worker_start_timeout_s", "sequential_calls", "export_trees", "release_during_training"}
 
 # The authors' two columns (ALGORITHM.md: "Reference defaults seen in the authors' code").
 AUTHORS_EVAL = {"exploration": 0.4, "u_unvisited": 0.8, "end_gate": 0.9, "rollout_steps": 2,
@@ -56,19 +56,19 @@ def test_evaluation_overrides_reach_every_evaluation_pass():
     assert cfg.search.end_gate == 0.5  # data generation keeps its own
 
 
-def test_loop_evaluate_uses_the_evaluation_group(monkeypatch, tmp_path):
+def test_loop_evaluate_uses_the_evaluation_group(tmp_path):
     from restmcts.loop import driver
 
     seen = []
 
-    def record(cfg, servers, questions, search_cfg, *args, **kwargs):
-        seen.append(search_cfg)
-        raise RuntimeError("stop here")
+    class Rollout:
+        def run_pass(self, questions, search_cfg, *args, **kwargs):
+            seen.append(search_cfg)
+            raise RuntimeError("stop here")
 
-    monkeypatch.setattr(driver, "run_pass", record)
     cfg = load_config("configs/arith-tiny.yaml", ["loop.eval_strategy=mcts_star", "data.num_test=2"])
     loop = driver.SelfTraining(cfg, str(tmp_path))
-    loop.servers = object()
+    loop.rollout = Rollout()
     with pytest.raises(RuntimeError, match="stop here"):
         loop.evaluate(0)
     assert seen[0].strategy == "mcts_star" and picked(seen[0], AUTHORS_EVAL) == AUTHORS_EVAL

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from killing import finish, kill_job, start_job, wait_for  # tests/ is on sys.path
+from killing import finish, kill_actor, kill_job, start_job, wait_for  # tests/ is on sys.path
 from rows import row_differences
 
 from restmcts import replay
@@ -44,9 +44,14 @@ def test_one_iteration_writes_the_documented_layout(ray_local, tiny_ckpt, tmp_pa
 
     out = tmp_path / "run"
     cfg = load_config(ROOT / "configs/arith-tiny.yaml", _overrides(tiny_ckpt))
+    workers = _search_workers_started()
     start = time.time()
     records = self_train(cfg, str(out))
     wall = time.time() - start
+    assert _search_workers_started() - workers == cfg.search.num_workers, "one pool serves all three passes"
+    assert json.loads((out / "weights.json").read_text()) == {
+        "policy": {"version": 1, "path": str(out / "iter_1" / "policy")},
+        "prm": {"version": 1, "path": str(out / "iter_1" / "prm")}}
     _layout_ok(out, 1)
     phases = [(r.iteration, r.phase) for r in records]
     assert phases == [(0, "evaluate"), (1, "search"), (1, "extract"), (1, "train_prm"), (1, "train_policy"),
@@ -111,13 +116,25 @@ def test_rest_em_switch_trains_no_prm(ray_local, tiny_ckpt, tmp_path):
     from restmcts.loop import self_train
 
     out = tmp_path / "em"
-    cfg = load_config(ROOT / "configs/arith-tiny.yaml",
-                      _overrides(tiny_ckpt) + ["loop.algorithm=rest_em", "loop.rest_em_samples=2"])
+    cfg = load_config(ROOT / "configs/arith-tiny.yaml", _overrides(tiny_ckpt) + [
+        "loop.algorithm=rest_em", "loop.rest_em_samples=2", "search.release_during_training=true"])
+    workers = _search_workers_started()
     records = self_train(cfg, str(out))
     assert "train_prm" not in {r.phase for r in records}
+    # released while the policy trains: one pool for evaluate 0 and search 1, a new one for evaluate 1
+    assert _search_workers_started() - workers == 2 * cfg.search.num_workers
+    sync = next(r for r in records if r.phase == "sync")
+    assert sync.stats.method == "collective" and sync.stats.prm_seconds == 0.0, "only the policy changed"
     traces = replay.read_traces(str(out / "iter_1" / "traces.parquet"))
     assert {t.strategy for t in traces} == {"sc"}
     assert not (out / "iter_1" / "prm").exists()
+
+
+def _search_workers_started() -> int:
+    """SearchWorker actors this session's Ray has started so far (alive or not)."""
+    from ray._private import state
+
+    return sum(a["ActorClassName"] == "SearchWorker" for a in state.actors().values())
 
 
 def _job(out: Path, ckpt, *extra: str):
@@ -176,3 +193,51 @@ def test_killed_driver_resumes_to_the_same_replay(trained_ckpt, tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             assert (a[k] - b[k]).abs().max().item() <= 1e-5, f"{role} {k}"
+
+
+class _KillServersAfterSync:
+    """Wraps SelfTraining.sync: after iteration `at`'s sync, SIGKILL every policy and PRM server
+    process, and wait until Ray has restarted each one (a new pid answers)."""
+
+    def __init__(self, at: int):
+        self.at = at
+        self.killed: list[tuple[int, int]] = []  # (old pid, new pid)
+
+    def wrap(self, run):
+        original = run.sync
+
+        def sync(i: int):
+            stats = original(i)
+            if i == self.at:
+                servers = run.rollout.servers
+                self.killed += [kill_actor(handle) for handle in servers.policy + servers.prm]
+            return stats
+
+        run.sync = sync
+        return run
+
+
+@pytest.mark.slow
+def test_servers_killed_after_a_sync_come_back_with_the_synced_weights(ray_local, trained_ckpt, tmp_path):
+    """SIGKILL the policy and PRM servers right after iteration 1's sync. Ray restarts them with
+    their first constructor arguments (the bootstrap checkpoints); they read the run's version
+    record instead, so iteration 1's held-out traces and iteration 2's search equal an
+    undisturbed run's, row for row."""
+    from restmcts.config import load_config
+    from restmcts.loop.driver import SelfTraining
+
+    cfg = load_config(ROOT / "configs/arith-tiny.yaml", [
+        *_overrides(trained_ckpt), "loop.iterations=2", "learners.policy_epochs=4", "learners.prm_epochs=2"])
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    SelfTraining(cfg, str(clean)).run()
+    kill = _KillServersAfterSync(at=1)
+    kill.wrap(SelfTraining(cfg, str(killed))).run()
+
+    assert len(kill.killed) == 2 and all(old != new for old, new in kill.killed), "both servers died and restarted"
+    got, expected = _replay(killed), _replay(clean)
+    assert expected["iter_1/eval_traces.parquet"] != expected["iter_0/eval_traces.parquet"], \
+        "iteration 1's models answer differently from the bootstrap's: the comparison can tell them apart"
+    for name in ("iter_1/eval_traces.parquet", "iter_2/traces.parquet", "iter_2/values.parquet",
+                 "iter_2/eval_traces.parquet"):
+        diffs = row_differences(got[name], expected[name])
+        assert not diffs, f"{name}:\n" + "\n".join(diffs[:10])

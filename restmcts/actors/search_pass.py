@@ -168,9 +168,12 @@ class _Shards:
 
 def run_pass(cfg: Config, servers: Servers, questions: list[Question], settings: SearchSettings,
              iteration: int, out_dir: str, traces_name: str = "traces.parquet",
-             values_name: str | None = "values.parquet", label: str = "search") -> PassSummary:
+             values_name: str | None = "values.parquet", label: str = "search",
+             pool: WorkerPool | None = None) -> PassSummary:
     """Search every question once with `settings`; write `out_dir/traces_name` (and `values_name`).
-    The workers receive the tree's parameters only (a `SearchConfig` given here is reduced to them)."""
+    The workers receive the tree's parameters only (a `SearchConfig` given here is reduced to them).
+    With `pool` (a run's rollout group, restmcts.actors.rollout) the pass uses those workers and
+    leaves them running; without, it starts workers of its own and stops them at the end."""
     import ray
 
     settings, pass_cfg = settings.settings(), cfg.search
@@ -181,8 +184,10 @@ def run_pass(cfg: Config, servers: Servers, questions: list[Question], settings:
     resumed = len(questions) - len(todo)
     chunk = max(1, pass_cfg.trees_per_worker // 4)
     per_worker = -(-pass_cfg.trees_per_worker // chunk) + 1  # chunks queued on each worker
-    size = max(1, min(pass_cfg.num_workers, -(-len(todo) // chunk))) if todo else 0
-    pool = WorkerPool(cfg, servers, size)
+    own_pool = pool is None
+    if pool is None:
+        pool = WorkerPool(cfg, servers, max(1, min(pass_cfg.num_workers, -(-len(todo) // chunk))) if todo else 0)
+    size = len(pool.handles)
     workers = pool.handles
     pending: dict[Any, tuple[int, list[Question]]] = {}
     chunks = deque(list(todo)[i:i + chunk] for i in range(0, len(todo), chunk))
@@ -197,7 +202,9 @@ def run_pass(cfg: Config, servers: Servers, questions: list[Question], settings:
             pending[workers[w].run.remote(qs, settings, iteration, [q.id for q in qs if q.id in export])] = (w, qs)
 
     try:
-        for w in pool.wait_for(min(pass_cfg.min_workers, size)):
+        pool.wait_for(min(pass_cfg.min_workers, size))
+        pool.begin_pass()
+        for w in pool.running:
             submit(w)
         while pending:
             for w in pool.poll():  # a worker the cluster placed since: it takes chunks still queued here
@@ -223,7 +230,8 @@ def run_pass(cfg: Config, servers: Servers, questions: list[Question], settings:
         bar.close()
         phases, peak_rss = _phase_times([workers[w] for w in pool.running])
     finally:
-        pool.shutdown()
+        if own_pool:
+            pool.shutdown()
     values_path = f"{out_dir}/{values_name}" if values_name is not None else None
     trace_rows, value_rows, outcomes = shards.merge([q.id for q in questions], f"{out_dir}/{traces_name}",
                                                     values_path)
@@ -293,6 +301,14 @@ class WorkerPool:
             started.append(i)
         self.running += started
         return started
+
+    def begin_pass(self) -> None:
+        """Zero the running workers' counters: a pass's phase times are its own (a worker that
+        starts later, or restarts, begins at zero)."""
+        import ray
+
+        if self.running:
+            ray.wait([self.handles[w].begin_pass.remote() for w in self.running], num_returns=len(self.running))
 
     def wait_for(self, count: int) -> list[int]:
         """Block until `count` workers run; return every worker that started meanwhile."""

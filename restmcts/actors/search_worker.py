@@ -91,6 +91,11 @@ class SearchWorker:
         self.in_flight += delta
         metric("restmcts_trees_in_flight").set(self.in_flight, tags={"worker": self.name})
 
+    async def begin_pass(self) -> None:
+        """Start the time counters over (a pool's workers serve many passes)."""
+        self.search_seconds = self.judge_seconds = 0.0
+        self.client.stats = ClientStats()
+
     async def stats(self) -> WorkerStats:
         import resource
 

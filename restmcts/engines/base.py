@@ -16,6 +16,9 @@ Contract shared by every backend:
   the text's last token: a value in [0, 1].
 - `load_weights(state_dict)` swaps the model's weights in the live engine (tensors keyed by the
   Hugging Face checkpoint names); requests after it see the new weights.
+- `receive_weights(spec, rank, manifest)` does the same with weights broadcast by a learner over
+  a weight-sync group (restmcts.weights): the engine joins the group as `rank` and loads what
+  `manifest` lists; any cache of earlier outputs (vLLM's prefix cache) is dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from restmcts.search.types import derive_seed
+from restmcts.weights import GroupSpec, Manifest
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class PolicyEngine(Protocol):
 
     async def load_weights(self, state_dict: Mapping[str, Any]) -> None: ...
 
+    async def receive_weights(self, spec: GroupSpec, rank: int, manifest: Manifest) -> None: ...
+
     def stats(self) -> EngineStats: ...
 
     def close(self) -> None: ...
@@ -95,6 +101,8 @@ class ScoreEngine(Protocol):
     async def score(self, texts: list[str]) -> list[float]: ...
 
     async def load_weights(self, state_dict: Mapping[str, Any]) -> None: ...
+
+    async def receive_weights(self, spec: GroupSpec, rank: int, manifest: Manifest) -> None: ...
 
     def stats(self) -> EngineStats: ...
 

@@ -27,6 +27,7 @@ from restmcts.config import ServersConfig
 from restmcts.engines.base import Completion, EngineStats, GenerateRequest, sample_seed
 from restmcts.engines.batcher import Batcher, Out, Row
 from restmcts.tensors import pad_batch, prm_value
+from restmcts.weights import GroupSpec, Manifest
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,22 @@ class _HFEngine(Generic[Row, Out]):
     async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
         await self._batcher.run_exclusive(lambda: _load_state(self.model, state_dict))
         self._weight_loads += 1
+
+    async def receive_weights(self, spec: GroupSpec, rank: int, manifest: Manifest) -> None:
+        """Join the sync's group as `rank`, take the whole broadcast (gloo lands it in host memory,
+        NCCL on this engine's GPU), then swap it in between two batches."""
+        import asyncio
+
+        from restmcts.weights import WeightGroup
+
+        def take() -> dict[str, Any]:
+            group = WeightGroup.join(spec, rank)
+            try:
+                return dict(group.receive(manifest, self.device if spec.backend == "nccl" else "cpu"))
+            finally:
+                group.close()
+
+        await self.load_weights(await asyncio.to_thread(take))
 
     def stats(self) -> EngineStats:
         c = self._batcher.counters

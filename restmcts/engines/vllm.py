@@ -15,8 +15,18 @@ is in flight. The choices that keep it equal to the hf backend's contract:
   logit (`use_activation=False`) and read it with `restmcts.tensors.prm_value`, as the hf backend does.
 - `load_weights` writes the tensors to a scratch safetensors folder (shared memory when there is
   one) and calls the workers' `reload_weights(weights_path=..., is_checkpoint_format=True)` through
-  `collective_rpc`; tensors passed as arguments would need vLLM's pickle-based serialization. The
-  prefix cache is reset afterwards: its KV blocks were computed with the old weights.
+  `collective_rpc`; tensors passed as arguments would need vLLM's pickle-based serialization.
+- `receive_weights` takes a learner's broadcast inside vLLM's worker: the engine starts with the
+  worker extension `restmcts.engines.vllm_worker.WeightReceiver`, and `collective_rpc` runs its
+  `restmcts_receive_weights`, which joins the weight-sync group and streams the buckets into the
+  worker's `reload_weights(weights_iterator=...)`. Only the group's address and the manifest (a
+  few KB) go through the engine core's RPC.
+- A learner sends a tied LM head once, as the input embedding; both paths load it under the LM
+  head's name too (`vllm_worker.tied_copies`), since on CPU vLLM keeps a prepacked copy of the LM
+  head that only a load of the LM head itself refreshes.
+- After either, the prefix cache is reset (`reset_prefix_cache(reset_running_requests=True)`): its
+  KV blocks were computed with the old weights, and a request still running holds blocks that
+  would otherwise stay cached; it is preempted and recomputed with the new weights.
 - `servers.max_model_len` is an upper bound: a model whose position limit is smaller gets that
   limit, since vLLM refuses a longer one.
 - On vLLM's CPU build (tests, demos) the engines run eagerly (torch.compile's warm-up costs about
@@ -39,7 +49,9 @@ from typing import Any
 
 from restmcts.config import ServersConfig
 from restmcts.engines.base import Completion, EngineStats, GenerateRequest, sample_seed
+from restmcts.engines.vllm_worker import EXTENSION, RECEIVE, tied_copies, to_wire
 from restmcts.tensors import prm_value
+from restmcts.weights import GroupSpec, Manifest
 
 
 class _Tally:
@@ -84,11 +96,16 @@ class _VLLMEngine:
     """What both vLLM engines share: construction, request ids, backpressure, weights, shutdown."""
 
     def __init__(self, servers: ServersConfig, model_path: str, dtype: str, runner: str) -> None:
+        from transformers import AutoConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
         on_cpu = current_platform.is_cpu()
+        hf_config = AutoConfig.from_pretrained(model_path)
+        # A causal LM whose LM head is its input embedding (see vllm_worker.tied_copies).
+        self._ties = runner == "generate" and bool(
+            getattr(hf_config.get_text_config(), "tie_word_embeddings", False))
         args = AsyncEngineArgs(
             model=model_path,
             dtype=dtype,
@@ -96,10 +113,11 @@ class _VLLMEngine:
             convert="classify" if runner == "pooling" else "auto",
             enable_prefix_caching=servers.enable_prefix_caching,
             gpu_memory_utilization=servers.gpu_memory_utilization,
-            max_model_len=_max_model_len(servers, model_path),
+            max_model_len=_max_model_len(servers, hf_config),
             enforce_eager=on_cpu,
             enable_chunked_prefill=False if on_cpu else None,
             disable_log_stats=True,
+            worker_extension_cls=EXTENSION,
         )
         self._llm: Any = AsyncLLM.from_engine_args(args)
         self._slots = asyncio.Semaphore(servers.max_queue)
@@ -111,11 +129,25 @@ class _VLLMEngine:
         return f"{self._prefix}-{next(self._ids)}"
 
     async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
+        copies = tied_copies(state_dict, self._ties)
+        state_dict = {**state_dict, **{copy: state_dict[name] for name, copy in copies.items()}}
         with tempfile.TemporaryDirectory(prefix="restmcts-weights-", dir=_scratch_dir()) as folder:
             await asyncio.to_thread(_save_safetensors, state_dict, Path(folder) / "model.safetensors")
             await self._llm.collective_rpc(
                 "reload_weights", kwargs={"weights_path": folder, "is_checkpoint_format": True})
-        await self._llm.reset_prefix_cache()
+        await self._loaded()
+
+    async def receive_weights(self, spec: GroupSpec, rank: int, manifest: Manifest) -> None:
+        """Join the sync's group as `rank` inside vLLM's worker and load the broadcast there (gloo
+        lands each bucket in host memory, NCCL on the worker's GPU); the engine core runs no
+        step meanwhile."""
+        wire_spec, wire_manifest = to_wire(spec, manifest)
+        await self._llm.collective_rpc(RECEIVE, args=(wire_spec, rank, wire_manifest))
+        await self._loaded()
+
+    async def _loaded(self) -> None:
+        """New weights are in: drop every KV block computed with the old ones, count the load."""
+        await self._llm.reset_prefix_cache(reset_running_requests=True)
         self._tally.weight_loads += 1
 
     def stats(self) -> EngineStats:
@@ -199,10 +231,8 @@ class VLLMScoreEngine(_VLLMEngine):
 # ---------------------------------------------------------------------- helpers
 
 
-def _max_model_len(servers: ServersConfig, model_path: str) -> int:
-    from transformers import AutoConfig
-
-    limit = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+def _max_model_len(servers: ServersConfig, hf_config: Any) -> int:
+    limit = getattr(hf_config, "max_position_embeddings", None)
     return min(servers.max_model_len, limit) if limit else servers.max_model_len
 
 

@@ -14,6 +14,9 @@ One Ray session, one set of inference servers, one question list; every measurem
 4. profile      where tree time went in the widest run (waiting on the policy or the PRM, tree
                 ops, answer checking), engine busy time, and per-call wait against engine time.
 5. learners     policy SFT and PRM regression on the widest run's replay with 1 and 2 learners.
+6. weight sync  with `sync_models`: seconds to push a live learner's weights into a live server
+                replica by each sync method and through the driver, beside an in-process copy
+                of the same bytes, and the driver's peak memory meanwhile (evaluation.sync_bench).
 
 Nodes are policy calls (expansions and rollout steps); rates are per wall second of the pass.
 """
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from restmcts import replay, storage
 from restmcts.config import Config
 from restmcts.engines.base import EngineStats, GenerateRequest
+from restmcts.evaluation.sync_bench import SyncBench, check_models, run_sync_bench
 from restmcts.prompt import PromptFormat
 from restmcts.tasks import task_for
 
@@ -78,6 +82,24 @@ class BenchReport:
     engine_limit: dict[str, float] = field(default_factory=dict)
     profile: dict[str, float] = field(default_factory=dict)
     learners: list[LearnerPoint] = field(default_factory=list)
+    # Weight sync per model (empty without sync models): median seconds per path ("collective",
+    # "object_store", "via_driver"), the in-process copy of the same bytes, the collective's
+    # median over that copy, the driver's peak memory above its level before each sync.
+    sync_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    sync_copy_limit_seconds: dict[str, float] = field(default_factory=dict)
+    sync_collective_over_copy_limit: dict[str, float | None] = field(default_factory=dict)
+    sync_driver_peak_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    sync_bytes: dict[str, int] = field(default_factory=dict)
+    sync: SyncBench | None = None  # every repeat's seconds
+
+    def add_sync(self, sync: SyncBench) -> None:
+        self.sync = sync
+        for m in sync.models:
+            self.sync_seconds[m.model] = {p.method: p.median_s for p in m.paths}
+            self.sync_copy_limit_seconds[m.model] = m.copy_limit_s
+            self.sync_collective_over_copy_limit[m.model] = m.collective_over_copy_limit
+            self.sync_driver_peak_mb[m.model] = {p.method: p.driver_peak_mb for p in m.paths}
+            self.sync_bytes[m.model] = m.bytes
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -96,16 +118,27 @@ class BenchReport:
         for p in self.learners:
             lines.append(f"learner {p.role:<6} x{p.learners}: {p.samples_per_s:.1f} samples/s, "
                          f"{p.tokens_per_s:.0f} tokens/s ({p.samples} samples, {p.steps} steps)")
+        for model, seconds in self.sync_seconds.items():
+            peaks = self.sync_driver_peak_mb[model]
+            paths = ", ".join(f"{k} {v:.3f} s (driver +{peaks[k]:.0f} MB)" for k, v in seconds.items())
+            ratio = self.sync_collective_over_copy_limit[model]
+            lines.append(f"sync {model} ({self.sync_bytes[model] / 2**20:.0f} MB): {paths}; copy limit "
+                         f"{self.sync_copy_limit_seconds[model]:.4f} s"
+                         + (f"; collective / copy limit {ratio:.1f}x" if ratio is not None else ""))
         return "\n".join(lines)
 
 
 def run_bench(cfg: Config, out: str, sweep: tuple[int, ...] = (1, 8, 64, 256), sequential_questions: int = 8,
-              engine_rows: int = 512, learner_counts: tuple[int, ...] = (1, 2)) -> BenchReport:
-    """Run every measurement against one set of servers; write `out/bench.json` and return it."""
+              engine_rows: int = 512, learner_counts: tuple[int, ...] = (1, 2), sync_models: tuple[str, ...] = (),
+              sync_repeats: int = 3) -> BenchReport:
+    """Run every measurement against one set of servers; write `out/bench.json` and return it.
+    With `sync_models` ("tiny", "smollm2-135m"), the weight sync of each too, after the search's
+    servers are gone (evaluation.sync_bench)."""
     from restmcts.actors.servers import start_servers
 
     if not sweep or min(sweep) < 1:
         raise ValueError(f"sweep: need trees-in-flight counts >= 1, got {sweep}")
+    check_models(sync_models)  # before the long parts: a typo fails now
     widest = max(sweep)
     questions = task_for(cfg).questions("train", max(8, 2 * widest, sequential_questions))
     report = BenchReport()
@@ -125,6 +158,8 @@ def run_bench(cfg: Config, out: str, sweep: tuple[int, ...] = (1, 8, 64, 256), s
     for role in ("prm", "policy"):
         for n in learner_counts:
             report.learners.append(_learner_point(cfg, role, n, f"{out}/trees-{widest}", f"{out}/learners"))
+    if sync_models:
+        report.add_sync(run_sync_bench(cfg, f"{out}/sync", sync_models, repeats=sync_repeats))
 
     best = max(report.sweep, key=lambda p: p.nodes_per_s)
     report.sequential_nodes_per_s = report.sequential.nodes_per_s

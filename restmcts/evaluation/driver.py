@@ -24,6 +24,7 @@ from restmcts.config import Config, ConfigError
 from restmcts.evaluation.grid import Measured, run_grid
 from restmcts.evaluation.runs import RunCurve, read_run
 from restmcts.tasks import Question, Task, task_for
+from restmcts.weights import Version
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,6 @@ class ModelSet:
 def evaluate(cfg: Config, out: str, command: str) -> str:
     from restmcts.actors.runtime import init_ray
     from restmcts.actors.servers import start_servers
-    from restmcts.checkpoints import read_weights
     from restmcts.evaluation.prm_quality import run_prm_quality
     from restmcts.evaluation.report import write_report
 
@@ -50,13 +50,15 @@ def evaluate(cfg: Config, out: str, command: str) -> str:
     finals = final_models(runs, model_sets)
     model_sets += [ms for ms in finals.values() if ms not in model_sets]
     init_ray(cfg.ray)
-    servers = start_servers(cfg, cfg.model.policy, cfg.model.prm)
+    servers = start_servers(cfg, cfg.model.policy, cfg.model.prm, record=f"{out}/weights.json")
     loaded = ["bootstrap"]
 
     def load(ms: ModelSet) -> None:
         if loaded[0] != ms.label:
             print(f"[evaluate] loading the {ms.label} models ({ms.policy}, {ms.prm})", file=sys.stderr)
-            servers.sync_weights(read_weights(ms.policy), read_weights(ms.prm))
+            n = model_sets.index(ms)  # a model set's version number in the record
+            servers.load("policy", Version(n, ms.policy))
+            servers.load("prm", Version(n, ms.prm))
             loaded[0] = ms.label
 
     try:

@@ -212,9 +212,9 @@ def _heldout_solutions(cfg: Config, servers: Servers, test: list[Question], d: s
 
 def _score_all(cfg: Config, servers: Servers, prm_path: str, solutions: list[Trace]) -> list[list[float]]:
     """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s weights."""
-    from restmcts.checkpoints import read_weights
+    from restmcts.weights import Version
 
-    servers.sync_weights(prm_state=read_weights(prm_path))
+    servers.load("prm", Version(0, prm_path))
 
     async def score() -> list[list[float]]:
         client = _client(cfg, servers)

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from restmcts.learners.engine import StepMetrics, TrainResult
-    from restmcts.learners.group import LearnerGroup, train_phase
+    from restmcts.learners.group import LearnerGroup, train_live, train_phase
 
-_HOME = {"LearnerGroup": "group", "train_phase": "group", "StepMetrics": "engine", "TrainResult": "engine"}
+_HOME = {"LearnerGroup": "group", "train_phase": "group", "train_live": "group", "StepMetrics": "engine",
+         "TrainResult": "engine"}
 
-__all__ = ["LearnerGroup", "StepMetrics", "TrainResult", "train_phase"]
+__all__ = ["LearnerGroup", "StepMetrics", "TrainResult", "train_live", "train_phase"]
 
 
 def __getattr__(name: str) -> Any:

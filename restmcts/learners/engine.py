@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import shutil
 import time
 import uuid
@@ -40,6 +41,7 @@ from restmcts.actors.runtime import DistEnv
 from restmcts.config import Config, LearnersConfig
 from restmcts.progress import progress
 from restmcts.prompt import PromptFormat
+from restmcts.weights import GroupSpec, Manifest
 
 S = TypeVar("S")  # a replay row (Trace, ValueRecord)
 E = TypeVar("E")  # that row encoded as token ids (SFTExample, ValueExample)
@@ -110,6 +112,7 @@ def init_distributed(env: DistEnv) -> None:
     import torch.distributed as dist
 
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    clear_stale_build_locks()
     if dist.is_initialized():
         if dist.get_world_size() != env.world_size or dist.get_rank() != env.rank:
             raise RuntimeError(
@@ -119,6 +122,29 @@ def init_distributed(env: DistEnv) -> None:
         return
     env.export()
     deepspeed.init_distributed(dist_backend=backend(), rank=env.rank, world_size=env.world_size, verbose=False)
+
+
+STALE_BUILD_LOCK_S = 600.0  # DeepSpeed's shared-memory comm op builds in about 25 s
+
+
+def clear_stale_build_locks() -> None:
+    """Remove the lock of a DeepSpeed op build that a killed process left behind. DeepSpeed builds
+    its shared-memory comm op on first use under torch's extensions folder, and a build killed
+    midway leaves a `lock` file that makes every later build wait for it forever."""
+    import sys
+
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    for lock in [*root.glob("deepspeed_*/lock"), *root.glob("*/deepspeed_*/lock")]:
+        try:
+            age = time.time() - lock.stat().st_mtime
+            if age > STALE_BUILD_LOCK_S:
+                lock.unlink()
+                print(f"[learners] removed {lock}: left {age / 60:.0f} min ago by a build that never finished",
+                      file=sys.stderr)
+        except FileNotFoundError:
+            pass
 
 
 def ds_config(cfg: LearnersConfig, lr: float) -> dict[str, Any]:
@@ -303,15 +329,54 @@ class Learner(ABC, Generic[S, E]):
         self.tokenizer = load_tokenizer(path)
         self.fmt = PromptFormat.from_config(self.cfg.data, self.tokenizer)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """CPU tensors of the trained weights, keyed as in the saved checkpoint (tied copies left
-        out), on rank 0; {} on the other ranks. Under ZeRO-3 every rank must call it at once."""
-        import torch.distributed as dist
+    @contextmanager
+    def live_weights(self) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """The trained module's own tensors (not copies), keyed as in the saved checkpoint, tied
+        copies left out; gathered whole under ZeRO-3, where every rank must enter at once."""
+        import deepspeed
 
         if self.engine is None:
-            raise RuntimeError(f"{self.role} learner: call train() before state_dict()")
-        weights, _ = self._gather(keep=dist.get_rank() == 0)
-        return weights
+            raise RuntimeError(f"{self.role} learner: call train() before reading its weights")
+        module = self.engine.module
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            live = module.state_dict()
+            tied = tied_copies(module, live)
+            yield [(name, tensor.detach()) for name, tensor in live.items() if name not in tied]
+
+    def send_weights(self, spec: GroupSpec, manifest: Manifest) -> None:
+        """Rank 0 broadcasts the trained weights to the weight-sync group `spec` (the servers);
+        the other ranks only take part in the ZeRO-3 gather."""
+        import torch.distributed as dist
+
+        from restmcts.weights import WeightGroup
+
+        with self.live_weights() as named:
+            if dist.get_rank() == 0:
+                group = WeightGroup.join(spec, 0)
+                try:
+                    group.send(named, manifest)
+                finally:
+                    group.close()
+
+    def manifest(self, version: int, bucket_mb: float) -> Manifest:
+        from restmcts.weights import Manifest
+
+        with self.live_weights() as named:
+            return Manifest.of(named, version, bucket_mb)
+
+    def put_weights(self, manifest: Manifest) -> list[Any]:
+        """Rank 0: the trained weights in Ray's object store, one object per bucket of `manifest`
+        (a flat uint8 array each, which receivers map without a copy); [] on the other ranks."""
+        import ray
+        import torch.distributed as dist
+
+        from restmcts.weights.group import pack
+
+        with self.live_weights() as named:
+            if dist.get_rank() != 0:
+                return []
+            tensors = dict(named)
+            return [ray.put(pack(tensors, bucket).numpy()) for bucket in manifest.buckets()]
 
     # -- internals
 
@@ -345,18 +410,11 @@ class Learner(ABC, Generic[S, E]):
 
     def _gather(self, keep: bool) -> tuple[dict[str, torch.Tensor], str]:
         """Full weights (gathered under ZeRO-3) as CPU copies when `keep`, and their sha256."""
-        import deepspeed
-
-        module = self.engine.module
         digest = hashlib.sha256()
         weights: dict[str, torch.Tensor] = {}
-        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-            live = module.state_dict()
-            tied = tied_copies(module, live)
-            for name, tensor in live.items():
-                if name in tied:
-                    continue
-                cpu = tensor.detach().to("cpu", copy=True).contiguous()
+        with self.live_weights() as named:
+            for name, tensor in named:
+                cpu = tensor.to("cpu", copy=True).contiguous()
                 digest.update(name.encode())
                 digest.update(cpu.reshape(-1).view(torch.uint8).numpy().tobytes())
                 if keep:

@@ -2,7 +2,7 @@
 
     group = LearnerGroup(cfg, "policy")          # or "prm"
     result = group.train(init_path, replay_paths, out_path)
-    weights = group.state_dict()                 # for the inference servers
+    group.send_weights(spec, manifest)           # to the inference servers (restmcts.weights)
     group.shutdown()
 
 `learners.num_learners == 0` trains in the calling process (a world of one, as RLlib's
@@ -35,6 +35,7 @@ from restmcts.config import Config
 from restmcts.learners.engine import Learner, TrainResult, remove_stale_saves, shard
 from restmcts.learners.policy import PolicyLearner
 from restmcts.learners.prm import PRMLearner
+from restmcts.weights import GroupSpec, Manifest
 
 Role = Literal["policy", "prm"]
 LEARNERS: dict[str, type[Learner[Any, Any]]] = {"policy": PolicyLearner, "prm": PRMLearner}
@@ -64,8 +65,14 @@ class LearnerActor:
               total_samples: int) -> TrainResult:
         return self.learner.train(env, samples, init_path, out_path, total_samples)
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.learner.state_dict()
+    def manifest(self, version: int, bucket_mb: float) -> Manifest:
+        return self.learner.manifest(version, bucket_mb)
+
+    def send_weights(self, spec: GroupSpec, manifest: Manifest) -> None:
+        self.learner.send_weights(spec, manifest)
+
+    def put_weights(self, manifest: Manifest) -> list[Any]:
+        return self.learner.put_weights(manifest)
 
 
 RemoteLearner = ray.remote(LearnerActor)
@@ -117,11 +124,30 @@ class LearnerGroup:
             raise RuntimeError(f"{self.role} learners finished with different weights on different ranks: {digests}")
         return dataclasses.replace(results[0], truncated=sum(r.truncated for r in results), weights_digests=digests)
 
-    def state_dict(self) -> dict[str, Any]:
-        """CPU tensors of the trained weights, keyed as in the saved checkpoint."""
+    # -- the trained weights, for the inference servers (every rank takes part: ZeRO-3 gathers)
+
+    def sync_address(self) -> tuple[str, int]:
+        """Where rank 0 hosts a weight-sync group: its node's IP and a free port there."""
+        return node_address() if self.local is not None else ray.get(self.actors[0].address.remote())
+
+    def manifest(self, version: int, bucket_mb: float) -> Manifest:
         if self.local is not None:
-            return self.local.state_dict()
-        return self._get_all([actor.state_dict.remote() for actor in self.actors])[0]
+            return self.local.manifest(version, bucket_mb)
+        return self._get_all([a.manifest.remote(version, bucket_mb) for a in self.actors])[0]
+
+    def send_weights(self, spec: GroupSpec, manifest: Manifest) -> None:
+        """Broadcast the trained weights from rank 0 to the group's other members; returns when sent."""
+        if self.local is not None:
+            self.local.send_weights(spec, manifest)
+        else:
+            self._get_all([a.send_weights.remote(spec, manifest) for a in self.actors])
+
+    def put_weights(self, manifest: Manifest) -> list[Any]:
+        """Object-store refs to the trained weights, one per bucket of `manifest` (owned by rank 0:
+        valid until shutdown)."""
+        if self.local is not None:
+            return self.local.put_weights(manifest)
+        return self._get_all([a.put_weights.remote(manifest) for a in self.actors])[0]
 
     def shutdown(self) -> None:
         """Stop the actors and free the placement group (in-process: drop the engine)."""
@@ -169,23 +195,34 @@ def _has_gpu(num_learners: int, num_gpus: float) -> bool:
 
 def train_phase(cfg: Config, role: Role, init_path: str, replay_paths: Sequence[str], out_path: str,
                 on_restart: Any = None) -> TrainResult:
+    """`train_live`, then the learners stop."""
+    result, group = train_live(cfg, role, init_path, replay_paths, out_path, on_restart)
+    group.shutdown()
+    return result
+
+
+def train_live(cfg: Config, role: Role, init_path: str, replay_paths: Sequence[str], out_path: str,
+               on_restart: Any = None) -> tuple[TrainResult, LearnerGroup]:
     """One train phase that survives learner deaths: a dead rank stops the group and the phase
     starts over from `init_path` with new actors, up to `learners.max_restarts` times. The
     checkpoint is written to a temporary folder and renamed, so a death never leaves a partial
     `out_path`; what a killed save left beside it is removed before each start.
-    `on_restart(attempt, error)` is called before each new start."""
+    `on_restart(attempt, error)` is called before each new start. The group comes back alive,
+    holding the trained weights, for the caller to send to the servers and then shut down."""
     for attempt in range(cfg.learners.max_restarts + 1):
         remove_stale_saves(out_path)
         group = LearnerGroup(cfg, role)
         try:
             result = group.train(init_path, replay_paths, out_path)
-            return dataclasses.replace(result, restarts=attempt)
+            return dataclasses.replace(result, restarts=attempt), group
         except ray.exceptions.RayActorError as err:
+            group.shutdown()
             if attempt == cfg.learners.max_restarts:
                 raise RuntimeError(f"{role} training: learners died {attempt + 1} times "
                                    f"(learners.max_restarts={cfg.learners.max_restarts}); last error: {err}") from err
             if on_restart is not None:
                 on_restart(attempt + 1, err)
-        finally:
+        except BaseException:
             group.shutdown()
+            raise
     raise AssertionError("unreachable")

@@ -5,9 +5,14 @@
         extract       verified traces D_G^i (policy data)                -> iter_i/policy_data
         train_prm     V_i on D_V^1..i (accumulated values, MSE)           -> iter_i/prm/
         train_policy  pi_i on D_G^i (SFT, loss on solution tokens)        -> iter_i/policy/
-        sync          new weights into the live inference servers
+        sync          new weights from the live learners into the live servers
         evaluate      greedy CoT on the held-out split                    -> iter_i/eval_traces
 
+The servers and a search worker pool (restmcts.actors.rollout) serve every pass of the run; the
+learner groups of an iteration stay alive until `sync` has sent their weights to the servers
+(`sync.method`: a broadcast, or the object store; a resumed run whose learners are gone reads
+the checkpoints instead). `OUT/weights.json` names the version every server serves, so a server
+that dies and restarts comes back with the latest synced weights.
 `iter_0/eval_traces.parquet` evaluates the bootstrap models. Each phase appends its typed record
 (restmcts.loop.state) to `metrics.jsonl` after its outputs are in place; a rerun skips finished
 phases. `loop.algorithm` picks the Algorithm (restmcts.loop.algorithms) that sets the search's
@@ -20,11 +25,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from restmcts import replay, storage
+from restmcts.actors.rollout import Rollout
 from restmcts.actors.runtime import init_ray
-from restmcts.actors.search_pass import PassSummary, run_pass
-from restmcts.actors.servers import Servers, start_servers
+from restmcts.actors.search_pass import PassSummary
+from restmcts.actors.servers import ROLES, start_servers
 from restmcts.config import Config, evaluation_search
 from restmcts.loop.algorithms import algorithm_for
 from restmcts.loop.heldout import independent_accuracy
@@ -41,6 +48,10 @@ from restmcts.loop.state import (
 from restmcts.replay import Trace
 from restmcts.tasks import Question, task_for
 from restmcts.telemetry import metric
+from restmcts.weights import Version
+
+if TYPE_CHECKING:
+    from restmcts.learners.group import LearnerGroup
 
 
 class SelfTraining:
@@ -52,7 +63,9 @@ class SelfTraining:
         self.task = task_for(cfg)
         self.train_questions = self.task.questions("train")
         self.test_questions = self.task.questions("test", cfg.data.num_test)
-        self.servers: Servers | None = None
+        self.record_path = f"{out}/weights.json"
+        self.rollout: Rollout | None = None
+        self.live: dict[str, LearnerGroup] = {}  # role -> its learners, trained and not yet synced
 
     # ------------------------------------------------------------------ Algorithm 1
 
@@ -62,7 +75,8 @@ class SelfTraining:
             print(f"[self_train] {self.out}: every phase is done; nothing to do", file=sys.stderr)
             return self.state.records
         init_ray(self.cfg.ray)
-        self.servers = start_servers(self.cfg, *self._checkpoints(self._resume_point()))
+        resume = self._resume_point()
+        self.rollout = Rollout(self.cfg, start_servers(self.cfg, *self._checkpoints(resume), self.record_path, resume))
         try:
             self._phase(0, "evaluate", self.evaluate)
             for i in range(1, self.cfg.loop.iterations + 1):
@@ -74,7 +88,9 @@ class SelfTraining:
                 self._phase(i, "sync", self.sync)
                 self._phase(i, "evaluate", self.evaluate)
         finally:
-            self.servers.shutdown()
+            for group in self.live.values():
+                group.shutdown()
+            self.rollout.shutdown()
         # imported here, not at the top: `python -m restmcts.loop.report` imports this package first
         from restmcts.loop.report import write_report
 
@@ -83,8 +99,7 @@ class SelfTraining:
 
     def search(self, i: int) -> PassStats:
         settings = self.algorithm.search_settings(self.cfg)  # MCTS* for ReST-MCTS*, sampling for ReST-EM
-        summary = run_pass(self.cfg, self._servers(), self._questions(i), settings, i, self._dir(i),
-                           label=f"search {i}")
+        summary = self._rollout().run_pass(self._questions(i), settings, i, self._dir(i), label=f"search {i}")
         return _pass_stats(summary)
 
     def extract(self, i: int) -> ExtractStats:
@@ -103,16 +118,31 @@ class SelfTraining:
         return self._train("policy", base, [f"{self._dir(i)}/policy_data.parquet"], f"{self._dir(i)}/policy")
 
     def sync(self, i: int) -> SyncStats:
-        from restmcts.checkpoints import read_weights
-
-        policy_path, prm_path = self._checkpoints(i)
-        self._servers().sync_weights(read_weights(policy_path), read_weights(prm_path))
-        return SyncStats(policy=policy_path, prm=prm_path)
+        """Each role's live learners send their weights to its servers (a resumed run whose
+        learners are gone: the servers read the checkpoints); the learners then stop."""
+        servers = self._rollout().servers
+        new, old = (dict(zip(ROLES, self._checkpoints(k), strict=True)) for k in (i, i - 1))
+        sent = {}
+        for role in ROLES:
+            group = self.live.pop(role, None)
+            if group is not None:
+                try:
+                    sent[role] = servers.push(role, group, Version(i, new[role]), self.cfg)
+                finally:
+                    group.shutdown()
+            elif new[role] != old[role]:  # trained, but its learners are gone (a resumed run)
+                sent[role] = servers.load(role, Version(i, new[role]))
+        reports = sent.values()
+        return SyncStats(policy=new["policy"], prm=new["prm"], method="+".join(sorted({r.method for r in reports})),
+                         bytes=sum(r.bytes for r in reports), reloaded=sum(r.reloaded for r in reports),
+                         policy_seconds=sent["policy"].seconds if "policy" in sent else 0.0,
+                         prm_seconds=sent["prm"].seconds if "prm" in sent else 0.0)
 
     def evaluate(self, i: int) -> PassStats:
         search_cfg = evaluation_search(self.cfg, strategy=self.cfg.loop.eval_strategy)
-        summary = run_pass(self.cfg, self._servers(), self.test_questions, search_cfg, i, self._dir(i),
-                           traces_name="eval_traces.parquet", values_name=None, label=f"evaluate {i}")
+        summary = self._rollout().run_pass(self.test_questions, search_cfg, i, self._dir(i),
+                                           traces_name="eval_traces.parquet", values_name=None,
+                                           label=f"evaluate {i}")
         traces = replay.read_traces(f"{self._dir(i)}/eval_traces.parquet")
         heldout = independent_accuracy(traces, [q.id for q in self.test_questions],
                                        getattr(self.task, "independent_check", None))
@@ -131,13 +161,16 @@ class SelfTraining:
         print(f"[self_train] iteration {i}: {name} done in {entry.seconds:.1f}s", file=sys.stderr)
 
     def _train(self, role: str, init: str, data: list[str], out_path: str) -> LearnerStats:
-        from restmcts.learners import train_phase
+        from restmcts.learners import train_live
+
+        if self.cfg.search.release_during_training:
+            self._rollout().release()
 
         def restart(attempt: int, err: Exception) -> None:
             print(f"[self_train] {role} learner died ({type(err).__name__}); starting the phase over "
                   f"(restart {attempt} of {self.cfg.learners.max_restarts})", file=sys.stderr)
 
-        result = train_phase(self.cfg, role, init, data, out_path, on_restart=restart)
+        result, self.live[role] = train_live(self.cfg, role, init, data, out_path, on_restart=restart)
         if result.final_loss is not None:
             metric("restmcts_learner_loss").set(result.final_loss, tags={"role": role})
         metric("restmcts_learner_samples_per_s").set(result.samples_per_s, tags={"role": role})
@@ -177,9 +210,9 @@ class SelfTraining:
     def _dir(self, i: int) -> str:
         return f"{self.out}/iter_{i}"
 
-    def _servers(self) -> Servers:
-        assert self.servers is not None
-        return self.servers
+    def _rollout(self) -> Rollout:
+        assert self.rollout is not None
+        return self.rollout
 
 
 def _pass_stats(s: PassSummary, kind: type[PassStats] = PassStats, **more: float | None) -> PassStats:

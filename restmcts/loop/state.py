@@ -94,6 +94,11 @@ class LearnerStats:
 class SyncStats:
     policy: str  # the checkpoints now in the live servers
     prm: str
+    method: str = ""  # how the weights travelled: collective | object_store | checkpoint (a resumed run)
+    bytes: int = 0  # weights sent, both models
+    policy_seconds: float = 0.0
+    prm_seconds: float = 0.0
+    reloaded: int = 0  # replicas that missed the push and read the checkpoint instead
 
 
 PhaseStats = PassStats | ExtractStats | LearnerStats | SyncStats
