@@ -217,9 +217,9 @@ def _measure(cfg: Config, name: str, init: str, folder: str, methods: Sequence[s
 
     storage.remove(f"{folder}/trained")
     data = f"{folder}/traces.parquet"
-    replay.write_records([Trace(f"q{i}", f"Start with {i}. Add 1. What is the result?",
-                                (f"{i} + 1 = {i + 1}", f"The answer is {i + 1}"), str(i + 1), True, 9, "mcts_star", 1)
-                          for i in range(4)], Trace, data)
+    # any few rows: the learner only needs something to train on before its weights are sent
+    replay.write_records([Trace(f"q{i}", f"What is {i} plus one?", (f"{i} + 1 = {i + 1}", f"The answer is {i + 1}"),
+                                str(i + 1), True, 9, "mcts_star", 1) for i in range(4)], Trace, data)
     trained = f"{folder}/trained"
     servers = start_servers(cfg, init, cfg.model.prm, record=f"{folder}/weights.json")
     group = None

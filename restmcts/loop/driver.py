@@ -5,14 +5,16 @@
         extract       verified traces D_G^i (policy data)                -> iter_i/policy_data
         train_prm     V_i on D_V^1..i (accumulated values, MSE)           -> iter_i/prm/
         train_policy  pi_i on D_G^i (SFT, loss on solution tokens)        -> iter_i/policy/
-        sync          new weights from the live learners into the live servers
+        sync          the live servers serve pi_i and V_i
         evaluate      greedy CoT on the held-out split                    -> iter_i/eval_traces
 
-The servers and a search worker pool (restmcts.actors.rollout) serve every pass of the run; the
-learner groups of an iteration stay alive until `sync` has sent their weights to the servers
-(`sync.method`: a broadcast, or the object store; a resumed run whose learners are gone reads
-the checkpoints instead). `OUT/weights.json` names the version every server serves, so a server
-that dies and restarts comes back with the latest synced weights.
+The servers and a search worker pool (restmcts.actors.rollout) serve every pass of the run. A
+train phase ends with its live learners sending the new weights straight to the servers
+(`sync.method`: a broadcast, or the object store), then the learners stop, so the next role's
+learners find the resources free; `sync` logs those pushes, and has the servers read the
+checkpoints of a role whose learners are gone (a resumed run). `OUT/weights.json` names the
+version every server serves, so a server that dies and restarts comes back with the latest
+synced weights.
 `iter_0/eval_traces.parquet` evaluates the bootstrap models. Each phase appends its typed record
 (restmcts.loop.state) to `metrics.jsonl` after its outputs are in place; a rerun skips finished
 phases. `loop.algorithm` picks the Algorithm (restmcts.loop.algorithms) that sets the search's
@@ -51,7 +53,8 @@ from restmcts.telemetry import metric
 from restmcts.weights import Version
 
 if TYPE_CHECKING:
-    from restmcts.learners.group import LearnerGroup
+    from restmcts.actors.servers import SyncReport
+    from restmcts.learners.group import Role
 
 
 class SelfTraining:
@@ -65,7 +68,7 @@ class SelfTraining:
         self.test_questions = self.task.questions("test", cfg.data.num_test)
         self.record_path = f"{out}/weights.json"
         self.rollout: Rollout | None = None
-        self.live: dict[str, LearnerGroup] = {}  # role -> its learners, trained and not yet synced
+        self.pushed: dict[str, SyncReport] = {}  # role -> how this iteration's weights reached the servers
 
     # ------------------------------------------------------------------ Algorithm 1
 
@@ -88,8 +91,6 @@ class SelfTraining:
                 self._phase(i, "sync", self.sync)
                 self._phase(i, "evaluate", self.evaluate)
         finally:
-            for group in self.live.values():
-                group.shutdown()
             self.rollout.shutdown()
         # imported here, not at the top: `python -m restmcts.loop.report` imports this package first
         from restmcts.loop.report import write_report
@@ -111,25 +112,21 @@ class SelfTraining:
                             questions_with_data=len({t.question_id for t in policy_data}))
 
     def train_prm(self, i: int) -> LearnerStats:
-        return self._train("prm", self._checkpoints(i - 1)[1], self._value_paths(i), f"{self._dir(i)}/prm")
+        return self._train(i, "prm", self._checkpoints(i - 1)[1], self._value_paths(i))
 
     def train_policy(self, i: int) -> LearnerStats:
         base = self.cfg.model.policy if self.cfg.learners.policy_init == "base" else self._checkpoints(i - 1)[0]
-        return self._train("policy", base, [f"{self._dir(i)}/policy_data.parquet"], f"{self._dir(i)}/policy")
+        return self._train(i, "policy", base, [f"{self._dir(i)}/policy_data.parquet"])
 
     def sync(self, i: int) -> SyncStats:
-        """Each role's live learners send their weights to its servers (a resumed run whose
-        learners are gone: the servers read the checkpoints); the learners then stop."""
+        """The servers serve iteration i's models: pushed by the train phases' learners, or read
+        from the checkpoints where those learners are gone (a resumed run)."""
         servers = self._rollout().servers
         new, old = (dict(zip(ROLES, self._checkpoints(k), strict=True)) for k in (i, i - 1))
         sent = {}
         for role in ROLES:
-            group = self.live.pop(role, None)
-            if group is not None:
-                try:
-                    sent[role] = servers.push(role, group, Version(i, new[role]), self.cfg)
-                finally:
-                    group.shutdown()
+            if role in self.pushed:
+                sent[role] = self.pushed.pop(role)
             elif new[role] != old[role]:  # trained, but its learners are gone (a resumed run)
                 sent[role] = servers.load(role, Version(i, new[role]))
         reports = sent.values()
@@ -160,7 +157,9 @@ class SelfTraining:
         entry = self.state.record(i, name, time.time() - start, stats)
         print(f"[self_train] iteration {i}: {name} done in {entry.seconds:.1f}s", file=sys.stderr)
 
-    def _train(self, role: str, init: str, data: list[str], out_path: str) -> LearnerStats:
+    def _train(self, i: int, role: Role, init: str, data: list[str]) -> LearnerStats:
+        """Train `role` for iteration i into `iter_i/<role>`, then its live learners send the new
+        weights to the servers and stop."""
         from restmcts.learners import train_live
 
         if self.cfg.search.release_during_training:
@@ -170,7 +169,12 @@ class SelfTraining:
             print(f"[self_train] {role} learner died ({type(err).__name__}); starting the phase over "
                   f"(restart {attempt} of {self.cfg.learners.max_restarts})", file=sys.stderr)
 
-        result, self.live[role] = train_live(self.cfg, role, init, data, out_path, on_restart=restart)
+        out_path = f"{self._dir(i)}/{role}"
+        result, group = train_live(self.cfg, role, init, data, out_path, on_restart=restart)
+        try:
+            self.pushed[role] = self._rollout().servers.push(role, group, Version(i, out_path), self.cfg)
+        finally:
+            group.shutdown()
         if result.final_loss is not None:
             metric("restmcts_learner_loss").set(result.final_loss, tags={"role": role})
         metric("restmcts_learner_samples_per_s").set(result.samples_per_s, tags={"role": role})
