@@ -137,6 +137,12 @@ def build_model(shape: ModelShape, tokenizer_from: str, path: str) -> str:
     return path
 
 
+def _sig(seconds: float, digits: int = 4) -> float:
+    """`seconds` to `digits` significant digits: a copy of a small model takes microseconds, which a
+    fixed number of decimals would round to zero."""
+    return float(f"{seconds:.{digits}g}")
+
+
 def copy_limit_seconds(nbytes: int, rounds: int = 5) -> float:
     """Median seconds of one in-process copy of `nbytes` between two touched buffers."""
     import torch
@@ -251,10 +257,10 @@ def _measure(cfg: Config, name: str, init: str, folder: str, methods: Sequence[s
 
         nbytes = sum(t.numel() * t.element_size() for t in read_weights(trained).values())
     limit = copy_limit_seconds(nbytes)
-    paths = tuple(SyncPath(m, tuple(round(s, 4) for s, _ in runs), round(statistics.median(s for s, _ in runs), 4),
+    paths = tuple(SyncPath(m, tuple(_sig(s) for s, _ in runs), _sig(statistics.median(s for s, _ in runs)),
                            round(max(p for _, p in runs), 1)) for m, runs in timed.items())
     collective = next((p.median_s for p in paths if p.method == "collective"), None)
-    return ModelSync(name, init, nbytes, round(limit, 4), paths,
+    return ModelSync(name, init, nbytes, _sig(limit), paths,
                      round(collective / limit, 2) if collective is not None else None)
 
 
