@@ -460,9 +460,14 @@ class SyncConfig:
     bucket_mb: float = 256.0  # collective: bytes per broadcast
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # collective: auto = nccl when learners hold GPUs
     timeout_s: float = 600.0  # collective: how long members wait for each other
+    # collective over gloo: when every replica shares the sender's node, move the bytes through a
+    # ring of two shared-memory chunks (/dev/shm) instead of the network stack
+    shared_memory: bool = True
+    shm_chunk_mb: float = 16.0  # shared memory: bytes per chunk of the ring (it holds two)
 
     def __post_init__(self) -> None:
         _check(self.bucket_mb > 0, "sync.bucket_mb", "must be > 0")
+        _check(self.shm_chunk_mb > 0, "sync.shm_chunk_mb", "must be > 0")
         _check(self.timeout_s > 0, "sync.timeout_s", "must be > 0")
 
 

@@ -346,7 +346,7 @@ from dataclasses import asdict
 from restmcts.checkpoints import load_policy, load_prm
 from restmcts.weights import GroupSpec, Manifest, WeightGroup
 
-role, path, host, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+role, path, host, port, shm = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 model = (load_policy if role == "policy" else load_prm)(path)
 seen, named = set(), []
 for name, tensor in model.state_dict().items():
@@ -355,7 +355,8 @@ for name, tensor in model.state_dict().items():
         named.append((name, tensor))
 manifest = Manifest.of(named, version=7, bucket_mb=0.05)
 print(json.dumps(asdict(manifest)), flush=True)
-group = WeightGroup.join(GroupSpec(host, port, world_size=2, timeout_s=120.0), 0)
+group = WeightGroup.join(GroupSpec(host, port, world_size=2, timeout_s=120.0, shm_name=shm, shm_chunk_bytes=2**16), 0)
+assert group.transport == ("shm" if shm else "gloo"), group.transport
 try:
     group.send(named, manifest)
 finally:
@@ -376,9 +377,10 @@ def other_ckpt(ckpt: Path, new_weights: dict[str, dict[str, Any]], tmp_path_fact
     return root
 
 
-def _sync_from_sender(engine: Any, run: Any, role: str, path: Path) -> int:
-    """Start a sender process for the checkpoint at `path`, take its broadcast into `engine` as
-    rank 1 over gloo on loopback; the number of buckets it used."""
+def _sync_from_sender(engine: Any, run: Any, role: str, path: Path, transport: str) -> int:
+    """Start a sender process for the checkpoint at `path`, take its weights into `engine` as
+    rank 1 over gloo on loopback (`transport` "network") or through a shared-memory ring of 64 KB
+    chunks ("shm"); the number of buckets (network) or chunks (shm) it used."""
     import json
     import subprocess
     import sys
@@ -388,9 +390,11 @@ def _sync_from_sender(engine: Any, run: Any, role: str, path: Path) -> int:
     from restmcts.weights import GroupSpec, Manifest, TensorMeta
 
     port = free_port()
+    shm = f"restmcts-sync-test-{port}" if transport == "shm" else ""
+    spec = GroupSpec(LOOPBACK, port, world_size=2, timeout_s=120.0, shm_name=shm, shm_chunk_bytes=2**16)
     root = Path(__file__).resolve().parents[1]
     errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty sender never blocks on it
-    sender = subprocess.Popen([sys.executable, "-c", SENDER, role, str(path), LOOPBACK, str(port)], cwd=root,
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, role, str(path), LOOPBACK, str(port), shm], cwd=root,
                               stdout=subprocess.PIPE, stderr=errors, text=True)
 
     def stderr() -> str:
@@ -403,7 +407,7 @@ def _sync_from_sender(engine: Any, run: Any, role: str, path: Path) -> int:
         data = json.loads(line)
         manifest = Manifest(data["version"], tuple(TensorMeta(t["name"], t["dtype"], tuple(t["shape"]), t["nbytes"])
                                                    for t in data["tensors"]), data["bucket_bytes"])
-        run(engine.receive_weights(GroupSpec(LOOPBACK, port, world_size=2, timeout_s=120.0), 1, manifest))
+        run(engine.receive_weights(spec, 1, manifest))
         assert sender.wait(timeout=120) == 0, stderr()
     finally:
         if sender.poll() is None:
@@ -411,7 +415,7 @@ def _sync_from_sender(engine: Any, run: Any, role: str, path: Path) -> int:
             sender.wait()
         sender.stdout.close()
         errors.close()
-    return len(manifest.buckets())
+    return len(manifest.buckets()) if transport == "network" else -(-manifest.nbytes // spec.shm_chunk_bytes)
 
 
 def test_receive_weights_from_a_sender_process(backend: dict[str, Any], ckpt: Path, other_ckpt: Path) -> None:
@@ -441,22 +445,23 @@ def test_receive_weights_from_a_sender_process(backend: dict[str, Any], ckpt: Pa
     old_out = _generate(backend, *(_greedy(p) for p in prompts))  # LONG_PROMPT's blocks are cached now
     old_scores = run(prm.score(texts))
     assert old_out != want_out and old_scores != pytest.approx(want_scores, abs=1e-3)
-    loads = policy.stats().weight_loads, prm.stats().weight_loads
     old_policy, old_prm = _state(ckpt, "policy"), _state(ckpt, "prm")
-    try:
-        assert _sync_from_sender(policy, run, "policy", other_ckpt / "policy") > 3
-        assert _sync_from_sender(prm, run, "prm", other_ckpt / "prm") > 3
-        assert (policy.stats().weight_loads, prm.stats().weight_loads) == (loads[0] + 1, loads[1] + 1)
-        [long_out] = _generate(backend, _greedy(LONG_PROMPT))  # alone first: the stale-prefix case
-        assert long_out == want_out[-1]
-        assert _generate(backend, *(_greedy(p) for p in prompts)) == want_out
-        assert run(prm.score(texts)) == pytest.approx(want_scores, abs=1e-5)
-    finally:  # put the checkpoint's weights back for the other tests, through the object store's path
-        run(policy.load_weights(old_policy))
-        run(prm.load_weights(old_prm))
     assert "lm_head.weight" not in old_policy
-    assert _generate(backend, *(_greedy(p) for p in prompts)) == old_out
-    assert run(prm.score(texts)) == pytest.approx(old_scores, abs=1e-5)
+    for transports in (("network", "shm"), ("shm", "network")):  # each engine takes each transport once
+        loads = policy.stats().weight_loads, prm.stats().weight_loads
+        try:
+            assert _sync_from_sender(policy, run, "policy", other_ckpt / "policy", transports[0]) > 3
+            assert _sync_from_sender(prm, run, "prm", other_ckpt / "prm", transports[1]) > 3
+            assert (policy.stats().weight_loads, prm.stats().weight_loads) == (loads[0] + 1, loads[1] + 1)
+            [long_out] = _generate(backend, _greedy(LONG_PROMPT))  # alone first: the stale-prefix case
+            assert long_out == want_out[-1], transports
+            assert _generate(backend, *(_greedy(p) for p in prompts)) == want_out, transports
+            assert run(prm.score(texts)) == pytest.approx(want_scores, abs=1e-5), transports
+        finally:  # put the checkpoint's weights back, through the object store's path
+            run(policy.load_weights(old_policy))
+            run(prm.load_weights(old_prm))
+        assert _generate(backend, *(_greedy(p) for p in prompts)) == old_out
+        assert run(prm.score(texts)) == pytest.approx(old_scores, abs=1e-5)
 
 
 def _state(root: Path, role: str) -> dict[str, Any]:

@@ -35,9 +35,13 @@ def _tensors():
             "position_ids": torch.arange(7), "lm_head.weight": torch.randn(5000, generator=g)}
 
 
-def test_a_group_of_separate_processes_broadcasts_every_tensor_bit_for_bit(ray_local):
-    """A sender and two receivers, each its own Ray worker process, meet on loopback over gloo;
-    a 10 KB bucket size cuts the 33 KB of tensors into three buckets."""
+@pytest.mark.parametrize("where", ["network", "shm", "one_receiver_elsewhere"])
+def test_a_group_of_separate_processes_sends_every_tensor_bit_for_bit(ray_local, where, tmp_path):
+    """A sender and two receivers, each its own Ray worker process, meet on loopback over gloo.
+    Over the network a 10 KB bucket size cuts the 33 KB of tensors into three buckets; through
+    shared memory 4 KB chunks cut them into nine, most tensors straddling chunks. A receiver that
+    cannot see the sender's /dev/shm file (another node) puts the whole group on the network.
+    Receiver 1 names where the embedding goes; it lands there."""
     import ray
     import torch
 
@@ -48,16 +52,26 @@ def test_a_group_of_separate_processes_broadcasts_every_tensor_bit_for_bit(ray_l
         def pid(self) -> int:
             return os.getpid()
 
-        def send(self, spec, tensors, manifest) -> None:
+        def send(self, spec, tensors, manifest) -> str:
             group = WeightGroup.join(spec, 0)
+            transport = group.transport
             group.send(tensors.items(), manifest)
             group.close()
+            return transport
 
-        def receive(self, spec, rank, manifest) -> dict:
+        def receive(self, spec, rank, manifest, shm_dir: str | None) -> tuple[str, dict, bool]:
+            import restmcts.weights.group as wg
+
+            if shm_dir is not None:
+                wg.SHM_DIR = shm_dir
+            mine = {"embed.weight": torch.zeros(3000)} if rank == 1 else {}
             group = WeightGroup.join(spec, rank)
-            got = {name: t.clone() for name, t in group.receive(manifest)}
+            transport = group.transport
+            got = {name: t.clone() if name not in mine else t
+                   for name, t in group.receive(manifest, into=lambda meta: mine.get(meta.name))}
             group.close()
-            return got
+            landed = all(got[name] is t for name, t in mine.items())
+            return transport, got, landed
 
     tensors = _tensors()
     manifest = Manifest.of(tensors.items(), version=1, bucket_mb=10_000 / 2**20)
@@ -65,13 +79,20 @@ def test_a_group_of_separate_processes_broadcasts_every_tensor_bit_for_bit(ray_l
     members = [Member.remote() for _ in range(3)]
     pids = ray.get([m.pid.remote() for m in members])
     assert len({*pids, os.getpid()}) == 4, "every member is a process of its own"
-    spec = GroupSpec(LOOPBACK, free_port(), world_size=3, backend="gloo", timeout_s=120)
-    received = [members[r].receive.remote(spec, r, manifest) for r in (1, 2)]
-    ray.get(members[0].send.remote(spec, tensors, manifest))
-    for got in ray.get(received):
+    shm_name = "" if where == "network" else f"restmcts-sync-test-{os.getpid()}-{where}"
+    spec = GroupSpec(LOOPBACK, free_port(), world_size=3, backend="gloo", timeout_s=120, shm_name=shm_name,
+                     shm_chunk_bytes=4096)
+    elsewhere = {1: None, 2: str(tmp_path) if where == "one_receiver_elsewhere" else None}
+    received = [members[r].receive.remote(spec, r, manifest, elsewhere[r]) for r in (1, 2)]
+    sent = ray.get(members[0].send.remote(spec, tensors, manifest))
+    expected = "shm" if where == "shm" else "gloo"
+    assert sent == expected
+    for transport, got, landed in ray.get(received):
+        assert transport == expected and landed
         assert list(got) == list(tensors)
         for name, t in tensors.items():
             assert got[name].dtype == t.dtype and torch.equal(got[name], t), name
+    assert not os.path.exists(f"/dev/shm/{shm_name}") or not shm_name, "the sender removes its file"
 
 
 def _greedy(servers, cfg, question: str, steps: list[str]) -> str:

@@ -17,6 +17,7 @@ serves; any that does not serve the new one (its broadcast failed) loads it from
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,9 @@ class Servers:
         manifest = learners.manifest(version.version, cfg.sync.bucket_mb)
         if cfg.sync.method == "collective":
             host, port = learners.sync_address()
-            spec = GroupSpec(host, port, 1 + len(replicas), sync_backend(cfg), cfg.sync.timeout_s)
+            spec = GroupSpec(host, port, 1 + len(replicas), sync_backend(cfg), cfg.sync.timeout_s,
+                             f"restmcts-sync-{uuid.uuid4().hex}" if cfg.sync.shared_memory else "",
+                             max(1, int(cfg.sync.shm_chunk_mb * 2**20)))
             receiving = [h.receive_weights.remote(spec, rank, manifest, version.path)
                          for rank, h in enumerate(replicas, start=1)]
             _quietly(lambda: learners.send_weights(spec, manifest))

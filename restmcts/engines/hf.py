@@ -76,20 +76,33 @@ class _HFEngine(Generic[Row, Out]):
         self._weight_loads += 1
 
     async def receive_weights(self, spec: GroupSpec, rank: int, manifest: Manifest) -> None:
-        """Join the sync's group as `rank`, take the whole broadcast (gloo lands it in host memory,
-        NCCL on this engine's GPU), then swap it in between two batches."""
+        """Join the sync's group as `rank`, then take the whole transfer between two batches,
+        straight into the live tensors (a tensor whose dtype or layout differs from the model's
+        lands in new memory and is loaded after)."""
         import asyncio
 
         from restmcts.weights import WeightGroup
 
-        def take() -> dict[str, Any]:
-            group = WeightGroup.join(spec, rank)
-            try:
-                return dict(group.receive(manifest, self.device if spec.backend == "nccl" else "cpu"))
-            finally:
-                group.close()
+        group = await asyncio.to_thread(WeightGroup.join, spec, rank)
 
-        await self.load_weights(await asyncio.to_thread(take))
+        def take() -> None:
+            own = self.model.state_dict()
+
+            def into(meta: Any) -> Any:
+                t = own.get(meta.name)
+                same = (t is not None and t.is_contiguous() and tuple(t.shape) == meta.shape
+                        and str(t.dtype).removeprefix("torch.") == meta.dtype)
+                return t if same else None
+
+            device = self.device if spec.backend == "nccl" else "cpu"
+            received = dict(group.receive(manifest, device, into))
+            _load_state(self.model, {k: v for k, v in received.items() if v is not own.get(k)}, set(received))
+
+        try:
+            await self._batcher.run_exclusive(take)
+        finally:
+            await asyncio.to_thread(group.close)
+        self._weight_loads += 1
 
     def stats(self) -> EngineStats:
         c = self._batcher.counters
@@ -267,14 +280,15 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(i for i in [*ids, tokenizer.eos_token_id] if i is not None)
 
 
-def _load_state(model: Any, state_dict: Mapping[str, Any]) -> None:
-    """Copy `state_dict` into `model` in place. Keys the dict lacks are allowed only for tensors
-    tied to a key it has (a tied LM head); unknown keys are an error."""
+def _load_state(model: Any, state_dict: Mapping[str, Any], written: Collection[str] = ()) -> None:
+    """Copy `state_dict` into `model` in place; `written` names tensors already written in place.
+    Keys neither has are allowed only for tensors tied to one they have (a tied LM head);
+    unknown keys are an error."""
     missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
     if unexpected:
         raise KeyError(f"load_weights: keys not in the model: {sorted(unexpected)[:5]}")
     own = model.state_dict()
-    loaded = {own[k].data_ptr() for k in state_dict}
-    untied = [k for k in missing if own[k].data_ptr() not in loaded]
+    loaded = {own[k].data_ptr() for k in {*state_dict, *written}}
+    untied = [k for k in missing if k not in written and own[k].data_ptr() not in loaded]
     if untied:
         raise KeyError(f"load_weights: state_dict lacks {sorted(untied)[:5]}")

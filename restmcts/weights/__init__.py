@@ -9,7 +9,9 @@
 
 `group` is the transport: a torch.distributed process group of its own (gloo on CPU, NCCL on GPU,
 built from its own TCP rendezvous, so it lives beside a learner's training world) that
-broadcasts the weights in buckets of `sync.bucket_mb`; the object-store path moves the same
+broadcasts the weights in buckets of `sync.bucket_mb`, or, when every receiver shares the sender's
+node, hands them over through a shared-memory ring (`sync.shared_memory`, chunks of
+`sync.shm_chunk_mb`) with the group only signalling; the object-store path moves the same
 buckets (`pack`, `unpack`) as one object each. `versions` records which checkpoint each
 role's servers should serve, so a replica that Ray restarts loads the latest synced weights.
 This package imports torch only inside the functions that move tensors.
