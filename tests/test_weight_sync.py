@@ -172,6 +172,68 @@ def test_trained_weights_reach_every_replica_without_passing_through_the_driver(
     assert after[0] == "4 + 3 = 7" and before != after[0]
 
 
+class _SenderThatBreaksOff:
+    """Stands in for a learner group: offers the checkpoint at `path`, sends the first half of its
+    tensors through the shared-memory ring, then dies (an exception) without sending the rest."""
+
+    def __init__(self, path: str) -> None:
+        from restmcts.checkpoints import read_weights
+
+        self.named = list(read_weights(path).items())
+        self.sent_chunks = 0
+
+    def sync_address(self) -> tuple[str, int]:
+        from restmcts.actors.runtime import LOOPBACK, free_port
+
+        return LOOPBACK, free_port()
+
+    def manifest(self, version: int, bucket_mb: float) -> Manifest:
+        return Manifest.of(self.named, version, bucket_mb)
+
+    def send_weights(self, spec: GroupSpec, manifest: Manifest) -> None:
+        half = Manifest(manifest.version, manifest.tensors[:len(manifest.tensors) // 2], manifest.bucket_bytes)
+        group = WeightGroup.join(spec, 0)
+        try:
+            assert group.transport == "shm"
+            group.send(self.named, half)
+            self.sent_chunks = -(-half.nbytes // spec.shm_chunk_bytes)
+        finally:
+            try:
+                group.close()
+            except RuntimeError:
+                pass  # the receivers may have given up first
+        raise RuntimeError("the sender died halfway")
+
+
+def test_a_push_broken_off_halfway_leaves_every_replica_on_the_checkpoint(ray_local, tiny_ckpt, sft_data, tmp_path):
+    """Both replicas take half the tensors straight into their live weights, then wait in vain
+    (sync.timeout_s) for the rest: each reports the push failed, and the catch-up has it load the
+    checkpoint, so both serve exactly the saved weights, not a mix."""
+    from restmcts.actors.servers import start_servers
+    from restmcts.learners import train_live
+
+    cfg = _cfg(tiny_ckpt, "learners.num_learners=0", "sync.timeout_s=5", "sync.shm_chunk_mb=0.25")
+    out = str(tmp_path / "policy")
+    _, group = train_live(cfg, "policy", cfg.model.policy, [sft_data], out)
+    group.shutdown()
+    sender = _SenderThatBreaksOff(out)
+    servers = start_servers(cfg, cfg.model.policy, cfg.model.prm, record=str(tmp_path / "weights.json"))
+    try:
+        before = _greedy(servers, cfg, QUESTION, [])
+        report = servers.push("policy", sender, Version(1, out), cfg)
+        after = [_greedy(servers, cfg, QUESTION, []), _greedy(servers, cfg, QUESTION, ["4 + 3 = 7"])]
+        assert servers.versions("policy") == [Version(1, out)] * 2
+        loads = [s.weight_loads for s in servers.stats()["policy"]]
+    finally:
+        servers.shutdown()
+    total_chunks = -(-sender.manifest(1, 1).nbytes // int(0.25 * 2**20))
+    assert 2 <= sender.sent_chunks < total_chunks, "the replicas wrote part of the weights before the sender died"
+    assert report.reloaded == 2, "both replicas missed the push and loaded the checkpoint"
+    assert loads == [1, 1], "the broken receive is not counted as a load; the checkpoint load is"
+    assert after == _expected_greedy(out, QUESTION, ["", "4 + 3 = 7\n"], 16)
+    assert after[0] == "4 + 3 = 7" and before != after[0]
+
+
 def test_a_replica_killed_after_a_sync_comes_back_serving_the_synced_weights(ray_local, tiny_ckpt, sft_data, tmp_path):
     """SIGKILL a policy replica after the push: Ray restarts it with its first constructor
     arguments (the bootstrap checkpoint), and it reads the run's record to serve version 1."""
