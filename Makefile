@@ -63,7 +63,8 @@ evaluate-seeds: setup
 	for s in $(SEEDS); do \
 	  seeded="loop.seed=$$s bootstrap.seed=$$s learners.seed=$$s search.seed=$$s data.num_test=200"; \
 	  models="model.policy=$(SEED_RUNS)/s$$s/bootstrap/policy model.prm=$(SEED_RUNS)/s$$s/bootstrap/prm"; \
-	  $(BIN)/python jobs/bootstrap.py --config $(CONFIG) --out $(SEED_RUNS)/s$$s/bootstrap $$seeded || exit 1; \
+	  [ -f $(SEED_RUNS)/s$$s/bootstrap/bootstrap.json ] || \
+	    $(BIN)/python jobs/bootstrap.py --config $(CONFIG) --out $(SEED_RUNS)/s$$s/bootstrap $$seeded || exit 1; \
 	  $(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(SEED_RUNS)/s$$s/rest_mcts $$seeded $$models \
 	    loop.iterations=$(SEED_ITERS) || exit 1; \
 	  $(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(SEED_RUNS)/s$$s/rest_em $$seeded $$models \

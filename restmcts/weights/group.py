@@ -13,7 +13,7 @@ model itself.
 When every member sits on the sender's node (they all see the file the sender offers in
 /dev/shm), the bytes skip the network stack: the sender copies the tensors, laid end to end, into a
 ring of two shared-memory chunks and the receivers copy them out, the TCP store only saying which
-chunk is full and which is free. That is two memory copies per byte, and the sender fills one
+chunk is full and which is free (no process group is built then). That is two memory copies per byte, and the sender fills one
 chunk while the receivers empty the other. A receiver may name where each tensor goes (`into`,
 e.g. the live parameter), so no copy of the model is ever allocated on its side.
 """
@@ -163,14 +163,9 @@ class WeightGroup:
             if rank != 0:
                 _await_listener(spec.host, spec.port, spec.timeout_s)
             store = dist.TCPStore(spec.host, spec.port, spec.world_size, rank == 0, timeout=timeout)
-            if spec.backend == "nccl":
-                group = dist.ProcessGroupNCCL(store, rank, spec.world_size)
-            elif spec.backend == "gloo":
-                group = dist.ProcessGroupGloo(store, rank, spec.world_size, timeout)
-            else:
-                raise ValueError(f"sync.backend: unknown backend {spec.backend!r}; valid: gloo, nccl")
             if offer:
                 ring = _Ring.agree(spec, rank, store, ring)
+            group = None if ring is not None else _process_group(spec, rank, store, timeout)
         except BaseException:
             if ring is not None:
                 ring.close()
@@ -211,9 +206,15 @@ class WeightGroup:
     def close(self) -> None:
         """Wait for every member (nobody tears the store down under a peer), then leave."""
         try:
-            self._group.barrier().wait()
+            if self._group is not None:
+                self._group.barrier().wait()
+            elif self.rank == 0:  # the ring needs no process group: the store is the barrier
+                self._store.wait([f"restmcts/closed/{r}" for r in range(1, self.spec.world_size)])
+            else:
+                self._store.set(f"restmcts/closed/{self.rank}", b"")
         finally:
-            self._group.shutdown()
+            if self._group is not None:
+                self._group.shutdown()
             self._group = self._store = None
             if self._ring is not None:
                 self._ring.close()
@@ -358,6 +359,16 @@ class _Ring:
     @staticmethod
     def _wait_done(store: Any, k: int, world_size: int) -> None:
         store.wait([f"restmcts/done/{k}/{r}" for r in range(1, world_size)])
+
+
+def _process_group(spec: GroupSpec, rank: int, store: Any, timeout: datetime.timedelta) -> Any:
+    import torch.distributed as dist
+
+    if spec.backend == "nccl":
+        return dist.ProcessGroupNCCL(store, rank, spec.world_size)
+    if spec.backend == "gloo":
+        return dist.ProcessGroupGloo(store, rank, spec.world_size, timeout)
+    raise ValueError(f"sync.backend: unknown backend {spec.backend!r}; valid: gloo, nccl")
 
 
 SHM_DIR = "/dev/shm"
