@@ -19,7 +19,7 @@ pooling, `restmcts.tensors.prm_value` of the one logit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic
 

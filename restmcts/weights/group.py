@@ -13,9 +13,10 @@ model itself.
 When every member sits on the sender's node (they all see the file the sender offers in
 /dev/shm), the bytes skip the network stack: the sender copies the tensors, laid end to end, into a
 ring of two shared-memory chunks and the receivers copy them out, the TCP store only saying which
-chunk is full and which is free (no process group is built then). That is two memory copies per byte, and the sender fills one
-chunk while the receivers empty the other. A receiver may name where each tensor goes (`into`,
-e.g. the live parameter), so no copy of the model is ever allocated on its side.
+chunk is full and which is free (no process group is built then). That is two memory copies per
+byte, and the sender fills one chunk while the receivers empty the other. A receiver may name
+where each tensor goes (`into`, e.g. the live parameter), so no copy of the model is ever
+allocated on its side.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ class WeightGroup:
             device = tensors[bucket[0][0].name].device if self.spec.backend == "nccl" else "cpu"
             self._broadcast(pack(tensors, bucket, device))
 
-    def receive(self, manifest: Manifest, device: Any = "cpu", into: Into | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    def receive(self, manifest: Manifest, device: Any = "cpu",
+                into: Into | None = None) -> Iterator[tuple[str, torch.Tensor]]:
         """Ranks 1..: the manifest's tensors as they arrive. Each lands in `into(meta)` when that
         gives a tensor (contiguous, the manifest's dtype and shape), else in new memory on
         `device`; a tensor stays valid after the next one arrives."""
@@ -199,7 +201,7 @@ class WeightGroup:
         for bucket in manifest.buckets():
             flat = torch.empty(bucket_size(bucket), dtype=torch.uint8, device=device)
             self._broadcast(flat)
-            for (meta, _), (name, view) in zip(bucket, unpack(flat, bucket)):
+            for (meta, _), (name, view) in zip(bucket, unpack(flat, bucket), strict=True):
                 target = into(meta) if into is not None else None
                 yield name, view if target is None else target.copy_(view)
 
