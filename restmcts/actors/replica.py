@@ -4,7 +4,7 @@ new ones arrive.
 A replica serves one `Version` (restmcts.weights.versions) of its role's model. It starts from
 the version the run's record names, when there is a record and it names one, so a replica that
 Ray restarts after a sync (constructor arguments are those of the first start) comes back with
-the latest synced weights, not the run's first checkpoint. New weights arrive three ways:
+the latest synced weights, not the run's first checkpoint. New weights arrive four ways:
 
 - `receive_weights(spec, rank, manifest)`: broadcast by a learner over a weight-sync group;
 - `fetch_weights(refs, manifest, path)`: the same buckets, put in Ray's object store by the
