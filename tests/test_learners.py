@@ -17,6 +17,7 @@ from restmcts.learners.engine import IGNORE_INDEX, ds_config, epoch_steps, sched
 from restmcts.learners.policy import PolicyLearner
 from restmcts.prompt import PromptFormat
 from restmcts.replay import Trace, ValueRecord
+from restmcts.weights import Manifest
 
 SOLVED = [
     ("Start with 7. Add 5. What is the result?", ("7 + 5 = 12", "The answer is 12")),
@@ -249,7 +250,15 @@ def test_zero_stages_run_in_process(tiny_ckpt, tmp_path, stage, precision):
     cfg = config(f"learners.zero_stage={stage}", f"learners.precision={precision}", "learners.prm_epochs=2",
                  "learners.grad_accum=2")
     out = str(tmp_path / "prm_out")
-    result, exported = train(cfg, "prm", str(tiny_ckpt / "prm"), [data], out)
+    group = LearnerGroup(cfg, "prm")
+    try:
+        result, exported = group.train(str(tiny_ckpt / "prm"), [data], out), exported_weights(group)
+        manifest = group.manifest(7, bucket_mb=1)
+    finally:
+        group.shutdown()
+    # The manifest is read without gathering (ZeRO-3: each parameter's whole shape, not its shard)
+    # and names exactly what a push sends, in order.
+    assert manifest == Manifest.of(exported.items(), 7, bucket_mb=1)
     assert result.steps == 2 * 2  # 13 rows, micro 4 -> 4 micro-batches -> 2 windows of 2 per epoch
     assert all(math.isfinite(m.loss) for m in result.history)
     assert_same_weights(exported, out)

@@ -47,18 +47,11 @@ class Replica:
         self.serving = Version(manifest.version, path)
 
     async def fetch_weights(self, refs: list[Any], manifest: Manifest, path: str) -> None:
-        import warnings
-
-        import torch
-
-        from restmcts.weights.group import unpack
+        from restmcts.weights.group import shared_bytes, unpack
 
         state: dict[str, Any] = {}
         for ref, bucket in zip(refs, manifest.buckets(), strict=True):
-            with warnings.catch_warnings():  # read-only: the engine copies out of the shared buffer
-                warnings.simplefilter("ignore", UserWarning)
-                flat = torch.from_numpy(await ref)
-            state.update(unpack(flat, bucket))
+            state.update(unpack(shared_bytes(await ref), bucket))  # the engine copies out of them
         await self.engine.load_weights(state)
         self.serving = Version(manifest.version, path)
 

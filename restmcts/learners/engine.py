@@ -359,10 +359,21 @@ class Learner(ABC, Generic[S, E]):
                     group.close()
 
     def manifest(self, version: int, bucket_mb: float) -> Manifest:
+        """What `live_weights` holds (names, dtypes, whole shapes), read without gathering: a
+        ZeRO-3 parameter knows its whole shape (`ds_shape`), so a push gathers only to send."""
+        import torch
+
         from restmcts.weights import Manifest
 
-        with self.live_weights() as named:
-            return Manifest.of(named, version, bucket_mb)
+        if self.engine is None:
+            raise RuntimeError(f"{self.role} learner: call train() before reading its weights")
+        module = self.engine.module
+        live = module.state_dict()
+        tied = tied_copies(module, live)
+        whole = {name: tuple(p.ds_shape) for name, p in module.named_parameters(remove_duplicate=False)
+                 if hasattr(p, "ds_shape")}
+        return Manifest.of(((name, torch.empty(whole[name], dtype=t.dtype, device="meta") if name in whole else t)
+                            for name, t in live.items() if name not in tied), version, bucket_mb)
 
     def put_weights(self, manifest: Manifest) -> list[Any]:
         """Rank 0: the trained weights in Ray's object store, one object per bucket of `manifest`

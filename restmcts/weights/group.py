@@ -118,6 +118,19 @@ def _bytes(tensor: torch.Tensor, meta: TensorMeta) -> torch.Tensor:
     return t.contiguous().reshape(-1).view(torch.uint8)
 
 
+def shared_bytes(buffer: Any) -> torch.Tensor:
+    """A flat uint8 tensor over `buffer` (an mmap, or an array in Ray's object store), no copy.
+    Torch warns when the buffer is read-only; the callers only read from those."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8))
+
+
 def unpack(flat: torch.Tensor, bucket: Bucket) -> Iterator[tuple[str, torch.Tensor]]:
     """A packed bucket's tensors: views into `flat`, no copy."""
     import torch
@@ -237,14 +250,8 @@ class _Ring:
     and waits for `done/k-SLOTS/<rank>` from every receiver before it fills the same slot again."""
 
     def __init__(self, path: str, chunk: int, buf: mmap.mmap) -> None:
-        import warnings
-
-        import torch
-
         self.path, self.chunk, self._buf = path, chunk, buf
-        with warnings.catch_warnings():  # a receiver's mapping is read-only, and it only reads
-            warnings.simplefilter("ignore", UserWarning)
-            self.slots = torch.frombuffer(buf, dtype=torch.uint8)
+        self.slots = shared_bytes(buf)  # a receiver's mapping is read-only, and it only reads
 
     @classmethod
     def create(cls, spec: GroupSpec) -> _Ring:
