@@ -43,11 +43,14 @@ EVAL    ?= runs/eval
 # data generation (README, "MCTS* as its authors run it").
 REST_EM_SAMPLES   ?= 4
 EVAL_DIFFICULTIES ?= [4,6]
+# Held-out questions per difficulty: 500 take about 2 h here, 200 about 50 min (README, "Evaluation").
+EVAL_NUM_TEST     ?= 500
 evaluate: setup
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_mcts
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=$(REST_EM_SAMPLES)
 	$(BIN)/python jobs/evaluate.py --config $(CONFIG) --out $(EVAL)/report \
-		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]" "eval.difficulties=$(EVAL_DIFFICULTIES)"
+		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]" "eval.difficulties=$(EVAL_DIFFICULTIES)" \
+		eval.num_test=$(EVAL_NUM_TEST)
 
 # ReST-MCTS* against ReST-EM over seeds: per seed a bootstrap (weights and questions seeded), then
 # both algorithms for SEED_ITERS iterations from it; jobs/evaluate.py pairs the runs of each seed on

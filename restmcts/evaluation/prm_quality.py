@@ -218,8 +218,15 @@ def _score_all(cfg: Config, servers: Servers, prm_path: str, solutions: list[Tra
 
     async def score() -> list[list[float]]:
         client = _client(cfg, servers)
-        return list(await asyncio.gather(*(
-            client.score(t.question, [t.steps[:k] for k in range(1, len(t.steps) + 1)]) for t in solutions)))
+        # Enough calls in flight to fill the servers' queues, not one per solution (12,800 at the
+        # default: Ray warns past 5,000 pending calls to one actor and holds each in memory).
+        slots = asyncio.Semaphore(cfg.servers.max_queue * cfg.servers.prm_replicas)
+
+        async def one(t: Trace) -> list[float]:
+            async with slots:
+                return await client.score(t.question, [t.steps[:k] for k in range(1, len(t.steps) + 1)])
+
+        return list(await asyncio.gather(*map(one, solutions)))
 
     return asyncio.run(score())
 
