@@ -335,13 +335,9 @@ class Learner(ABC, Generic[S, E]):
         copies left out; gathered whole under ZeRO-3, where every rank must enter at once."""
         import deepspeed
 
-        if self.engine is None:
-            raise RuntimeError(f"{self.role} learner: call train() before reading its weights")
-        module = self.engine.module
+        module = self._trained_module()
         with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-            live = module.state_dict()
-            tied = tied_copies(module, live)
-            yield [(name, tensor.detach()) for name, tensor in live.items() if name not in tied]
+            yield [(name, tensor.detach()) for name, tensor in untied_state(module)]
 
     def send_weights(self, spec: GroupSpec, manifest: Manifest) -> None:
         """Rank 0 broadcasts the trained weights to the weight-sync group `spec` (the servers);
@@ -365,15 +361,11 @@ class Learner(ABC, Generic[S, E]):
 
         from restmcts.weights import Manifest
 
-        if self.engine is None:
-            raise RuntimeError(f"{self.role} learner: call train() before reading its weights")
-        module = self.engine.module
-        live = module.state_dict()
-        tied = tied_copies(module, live)
+        module = self._trained_module()
         whole = {name: tuple(p.ds_shape) for name, p in module.named_parameters(remove_duplicate=False)
                  if hasattr(p, "ds_shape")}
         return Manifest.of(((name, torch.empty(whole[name], dtype=t.dtype, device="meta") if name in whole else t)
-                            for name, t in live.items() if name not in tied), version, bucket_mb)
+                            for name, t in untied_state(module)), version, bucket_mb)
 
     def put_weights(self, manifest: Manifest) -> list[Any]:
         """Rank 0: the trained weights in Ray's object store, one object per bucket of `manifest`
@@ -390,6 +382,11 @@ class Learner(ABC, Generic[S, E]):
             return [ray.put(pack(tensors, bucket).numpy()) for bucket in manifest.buckets()]
 
     # -- internals
+
+    def _trained_module(self) -> Any:
+        if self.engine is None:
+            raise RuntimeError(f"{self.role} learner: call train() before reading its weights")
+        return self.engine.module
 
     def _step(self, micro_batches: list[np.ndarray], examples: Sequence[E], epoch: int, index: int,
               lr: float) -> StepMetrics:
@@ -446,6 +443,13 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def untied_state(module: Any) -> list[tuple[str, torch.Tensor]]:
+    """`module`'s state dict in order, without the keys that alias another key's tensor."""
+    state = module.state_dict()
+    tied = tied_copies(module, state)
+    return [(name, tensor) for name, tensor in state.items() if name not in tied]
 
 
 def tied_copies(module: Any, state: dict[str, torch.Tensor]) -> set[str]:

@@ -124,16 +124,17 @@ class LearnerGroup:
             raise RuntimeError(f"{self.role} learners finished with different weights on different ranks: {digests}")
         return dataclasses.replace(results[0], truncated=sum(r.truncated for r in results), weights_digests=digests)
 
-    # -- the trained weights, for the inference servers (every rank takes part: ZeRO-3 gathers)
+    # -- the trained weights, for the inference servers (sending: every rank takes part, ZeRO-3 gathers)
 
     def sync_address(self) -> tuple[str, int]:
         """Where rank 0 hosts a weight-sync group: its node's IP and a free port there."""
         return node_address() if self.local is not None else ray.get(self.actors[0].address.remote())
 
     def manifest(self, version: int, bucket_mb: float) -> Manifest:
+        """Names, dtypes and whole shapes of what a push sends; rank 0 alone reads them (no gather)."""
         if self.local is not None:
             return self.local.manifest(version, bucket_mb)
-        return self._get_all([a.manifest.remote(version, bucket_mb) for a in self.actors])[0]
+        return self._get_all([self.actors[0].manifest.remote(version, bucket_mb)])[0]
 
     def send_weights(self, spec: GroupSpec, manifest: Manifest) -> None:
         """Broadcast the trained weights from rank 0 to the group's other members; returns when sent."""
