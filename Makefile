@@ -35,22 +35,26 @@ demo: setup
 bench: setup
 	$(BIN)/python jobs/bench.py --config $(CONFIG) --out runs/bench
 
-# The paper's comparisons on the embedded default (needs runs/bootstrap): ReST-MCTS* and ReST-EM
-# self-training at about the same search tokens per question, then jobs/evaluate.py over both
-# (the `eval:` section of the config: held-out questions per difficulty, budgets, iteration curves).
+# The paper's comparisons on the embedded default (needs runs/bootstrap): ReST-MCTS* (make demo's run,
+# trained here when make demo has not run) and ReST-EM self-training at about the same search tokens
+# per question, then jobs/evaluate.py over both (the `eval:` section of the config: held-out questions
+# per difficulty, budgets, iteration curves).
 EVAL    ?= runs/eval
 # ReST-EM samples per question: 4 x ~56 tokens matches the ~230 search tokens per question of MCTS*
 # data generation (README, "MCTS* as its authors run it").
 REST_EM_SAMPLES   ?= 4
 EVAL_DIFFICULTIES ?= [4,6]
-# Held-out questions per difficulty: 500 take about 2 h here, 200 about 50 min (README, "Evaluation").
+# Held-out questions per difficulty (README, "Evaluation" has the time each takes here).
 EVAL_NUM_TEST     ?= 500
+# Two policy servers: the 64-sample passes keep the policy busy and the PRM mostly idle, so a second
+# policy engine takes the other core (rows decode as they would alone: the figures do not change).
+EVAL_SERVERS      ?= servers.policy_replicas=2
 evaluate: setup
-	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_mcts
+	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(OUT)
 	$(BIN)/python jobs/self_train.py --config $(CONFIG) --out $(EVAL)/rest_em loop.algorithm=rest_em loop.rest_em_samples=$(REST_EM_SAMPLES)
 	$(BIN)/python jobs/evaluate.py --config $(CONFIG) --out $(EVAL)/report \
-		"eval.self_train_runs=[$(EVAL)/rest_mcts,$(EVAL)/rest_em]" "eval.difficulties=$(EVAL_DIFFICULTIES)" \
-		eval.num_test=$(EVAL_NUM_TEST)
+		"eval.self_train_runs=[$(OUT),$(EVAL)/rest_em]" "eval.difficulties=$(EVAL_DIFFICULTIES)" \
+		eval.num_test=$(EVAL_NUM_TEST) $(EVAL_SERVERS)
 
 # ReST-MCTS* against ReST-EM over seeds: per seed a bootstrap (weights and questions seeded), then
 # both algorithms for SEED_ITERS iterations from it; jobs/evaluate.py pairs the runs of each seed on

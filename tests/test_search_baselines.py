@@ -78,6 +78,34 @@ def test_best_of_n_picks_by_prm_min_or_last(aggregate, answer, prefixes):
     assert result.best.value == max(s.value for s in result.solutions)
 
 
+def test_best_of_n_scores_each_shared_prefix_once():
+    # four chains, two distinct: 4 distinct prefixes of the 8 the chains are valued by
+    policy = first_steps("a1", "a1", "b1", "a1", then={"a1": "The answer is 1", "b1": "The answer is 2"})
+    values = {("a1",): 0.9, ("a1", "The answer is 1"): 0.4, ("b1",): 0.3, ("b1", "The answer is 2"): 0.8}
+    prm = ScriptedPRM(lambda steps: values[steps])
+    result = run(best_of_n("q", Models(policy, prm), ARITH, SearchConfig(num_samples=4), seed=0))
+    sent = [p for call in prm.calls for p in call]
+    assert sorted(sent) == sorted(values)
+    assert (result.budget.prm_calls, result.budget.reused_scores) == (4, 4)
+    assert [s.value for s in result.solutions] == [0.4, 0.4, 0.3, 0.4]  # min over prefixes, as if scored alone
+    assert result.best.answer == "1"
+
+
+def test_concurrent_score_calls_send_a_shared_prefix_once():
+    from restmcts.search.calls import Calls
+
+    async def score_twice():
+        calls = Calls(Models(ScriptedPolicy(never_ending), prm), "q")
+        both = await asyncio.gather(calls.score([("x",), ("x", "y")]), calls.score([("x",), ("z",), ("z",)]))
+        return both, calls.budget
+
+    prm = ScriptedPRM(lambda steps: len(steps) / 10)
+    (first, second), budget = run(score_twice())
+    assert (first, second) == ([0.1, 0.2], [0.1, 0.1, 0.1])
+    assert sorted(p for call in prm.calls for p in call) == [("x",), ("x", "y"), ("z",)]
+    assert (budget.prm_calls, budget.reused_scores) == (3, 2)
+
+
 def test_tot_keeps_the_top_k_by_prm_value():
     values = {("a",): 0.2, ("b",): 0.9, ("c",): 0.5, ("d",): 0.1,
               ("b", "The answer is 1"): 0.7, ("c", "The answer is 2"): 0.8}

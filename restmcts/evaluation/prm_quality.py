@@ -211,20 +211,26 @@ def _heldout_solutions(cfg: Config, servers: Servers, test: list[Question], d: s
 
 
 def _score_all(cfg: Config, servers: Servers, prm_path: str, solutions: list[Trace]) -> list[list[float]]:
-    """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s weights."""
+    """Every prefix of every solution, scored by the PRM server after loading `prm_path`'s weights
+    (a prefix that several of a question's solutions share is scored once: restmcts.search.calls)."""
+    from restmcts.search import Models
+    from restmcts.search.calls import Calls
     from restmcts.weights import Version
 
     servers.load("prm", Version(0, prm_path))
 
     async def score() -> list[list[float]]:
         client = _client(cfg, servers)
+        models = Models(client.propose, client.score)
+        per_question: dict[str, Calls] = {}
         # Enough calls in flight to fill the servers' queues, not one per solution (12,800 at the
         # default: Ray warns past 5,000 pending calls to one actor and holds each in memory).
         slots = asyncio.Semaphore(cfg.servers.max_queue * cfg.servers.prm_replicas)
 
         async def one(t: Trace) -> list[float]:
+            calls = per_question.setdefault(t.question_id, Calls(models, t.question))
             async with slots:
-                return await client.score(t.question, [t.steps[:k] for k in range(1, len(t.steps) + 1)])
+                return await calls.score([t.steps[:k] for k in range(1, len(t.steps) + 1)])
 
         return list(await asyncio.gather(*map(one, solutions)))
 

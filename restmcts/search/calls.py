@@ -5,10 +5,16 @@ way everywhere and strategies compare at equal budget. Bad model output is repai
 raised: empty and duplicate steps are dropped (`clean_steps`; their tokens were paid and count in
 `budget.tokens`, and again in `budget.wasted_tokens`), and PRM scores that are NaN/inf become 0
 and scores outside [0, 1] are clipped (`clip_scores`), each counted in the Budget.
+
+A question's prefixes are scored once: `score` keeps every value it has asked for (or is still
+waiting on) and sends only prefixes it has not seen, so samples that share their first steps
+(most of them, for a sharp policy) pay for those prefixes once. `budget.prm_calls` counts the
+prefixes sent; `budget.reused_scores` the values answered from what was already asked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +27,7 @@ class Calls:
         self.models = models
         self.question = question
         self.budget = budget if budget is not None else Budget()
+        self._scored: dict[tuple[str, ...], tuple[asyncio.Future[list[float]], int]] = {}
 
     async def propose(self, steps: Sequence[str], n: int, seed: int, temperature: float | None = None,
                       question: str | None = None) -> tuple[list[str], list[int]]:
@@ -33,9 +40,21 @@ class Calls:
         return [text for text, _ in out], tokens
 
     async def score(self, prefixes: Sequence[Sequence[str]]) -> list[float]:
-        """PRM values in [0, 1] for each prefix, in one score call (none when `prefixes` is empty)."""
-        if not prefixes:
-            return []
+        """PRM values in [0, 1] for each prefix. Prefixes this question has not had scored go out in
+        one score call; the others reuse the value already asked for (none when `prefixes` is empty)."""
+        keys = [tuple(p) for p in prefixes]
+        new = [k for k in dict.fromkeys(keys) if k not in self._scored]
+        if new:
+            pending = asyncio.ensure_future(self._score_new(new))
+            self._scored.update((k, (pending, i)) for i, k in enumerate(new))
+        self.budget.reused_scores += len(keys) - len(new)
+        values = []
+        for k in keys:
+            pending, i = self._scored[k]
+            values.append((await pending)[i])
+        return values
+
+    async def _score_new(self, prefixes: list[tuple[str, ...]]) -> list[float]:
         raw = await self.models.score(self.question, prefixes)
         self.budget.prm_calls += len(prefixes)
         return clip_scores(raw, len(prefixes), self.budget)

@@ -260,8 +260,7 @@ async def expand(tree: Tree, node: Node, calls: Calls, answers: Answers, cfg: Se
                                             cfg.temperature)
         node.tokens += sum(tokens)
         steps = calls.clean(texts, tokens, taken=[c.step for c in node.children])
-        values = await calls.score([node.steps + (s,) for s in steps])
-        node.prm_calls += len(steps)
+        values = await charged_score(calls, node, [node.steps + (s,) for s in steps])
         solved = await self_critic(tree, node, steps, calls, answers, cfg)
         for step, v, done in zip(steps, values, solved, strict=True):
             prefix = node.steps + (step,)
@@ -309,8 +308,7 @@ async def rollout(tree: Tree, child: Node, calls: Calls, answers: Answers,
         candidates = calls.clean(texts, tokens)
         if not candidates:
             break
-        values = await calls.score([steps + (s,) for s in candidates])
-        child.prm_calls += len(candidates)
+        values = await charged_score(calls, child, [steps + (s,) for s in candidates])
         best = argmax(values, tree.rng)
         steps = steps + (candidates[best],)
         v_max = values[best] if v_max is None else max(v_max, values[best])
@@ -321,6 +319,14 @@ async def rollout(tree: Tree, child: Node, calls: Calls, answers: Answers,
         if done:
             break
     return v_max, kept
+
+
+async def charged_score(calls: Calls, node: Node, prefixes: list[tuple[str, ...]]) -> list[float]:
+    """PRM values of `prefixes`; the prefixes this call sends (not those already scored) are charged to `node`."""
+    sent = calls.budget.prm_calls
+    values = await calls.score(prefixes)
+    node.prm_calls += calls.budget.prm_calls - sent
+    return values
 
 
 def keep(tree: Tree, parent: Node, steps: tuple[str, ...], v: float, done: bool, answers: Answers) -> Node | None:

@@ -55,6 +55,7 @@ class Budget:
     tokens: int = 0  # policy tokens generated (expansions and rollouts alike)
     policy_calls: int = 0  # propose() calls
     prm_calls: int = 0  # prefixes scored by the PRM
+    reused_scores: int = 0  # prefixes asked for again: answered with the value already scored, not sent
     bad_scores: int = 0  # PRM outputs that were NaN/inf (scored 0) or outside [0, 1] (clipped)
     empty_steps: int = 0  # proposed steps dropped as empty
     duplicate_steps: int = 0  # proposed steps dropped as duplicates of a sibling
