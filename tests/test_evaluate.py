@@ -30,7 +30,7 @@ from restmcts.evaluation.prm_quality import (
 )
 from restmcts.evaluation.report import claims, matched_pairs, verdict
 from restmcts.evaluation.runs import IterationPoint, RunCurve, false_positive_rate, read_run
-from restmcts.evaluation.sampling import subsample_scores, weighted_vote
+from restmcts.evaluation.sampling import subsample_prm_calls, subsample_scores, weighted_vote
 from restmcts.evaluation.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap, paired_bootstrap_strata
 from restmcts.replay import Trace
 from restmcts.search import Models
@@ -203,6 +203,16 @@ def test_subsampled_votes_equal_a_direct_vote_over_the_first_n_chains():
             assert got_bon == float(highest_value([(t, t.value) for t in answered]).correct)
             assert got_w == float(weighted_vote([(t, t.value) for t in answered]).correct)
     assert subsample_scores(traces, ids, "sc", 8) != subsample_scores(traces, ids, "sc", 1)
+
+
+def test_subsampled_prm_calls_count_the_distinct_prefixes_of_the_first_n_answered_chains():
+    traces = [_trace("q1", "1", True, ("a", "b")), _trace("q1", "1", True, ("a", "b")),
+              _trace("q1", None, False, ("c", "d")), _trace("q1", "2", False, ("a", "e")),
+              _trace("q2", "3", True, ("f",))]
+    ids = ["q1", "q2", "unanswered"]
+    # q1: n=1 {a, ab}; n=2 the same chain again; n=3 an unanswered chain (never scored); n=4 adds ae
+    assert [subsample_prm_calls(traces, ids, n) for n in (1, 2, 3, 4)] == [3 / 3, 3 / 3, 3 / 3, 4 / 3]
+    assert [subsample_prm_calls(traces, ids, n, "last") for n in (1, 4)] == [2 / 3, 3 / 3]
 
 
 def test_harder_held_out_questions_have_more_ops_and_never_repeat_a_train_question():
@@ -438,6 +448,14 @@ def test_evaluate_job_on_arith_writes_the_report(ray_local, trained_ckpt, tmp_pa
     assert float(by[("bootstrap", "2", "bon", "2")]["prm_calls"]) > 0 and float(by[("bootstrap", "2", "sc", "2")]["prm_calls"]) == 0
     assert float(by[("bootstrap", "2", "sc", "2")]["avg_tokens"]) == pytest.approx(
         2 * float(by[("bootstrap", "2", "sc", "1")]["avg_tokens"]), abs=1e-3)  # one pass, subsampled
+    for d in ("2", "3"):  # PRM calls counted from the chains: at all samples, what the pass sent
+        sent = json.loads((out / "grid" / "bootstrap" / d / "samples-2.json").read_text())["prm_calls"]
+        assert float(by[("bootstrap", d, "bon", "2")]["prm_calls"]) == pytest.approx(sent, abs=1e-3) and sent > 0
+        first = {}  # N = 1: each question's first chain, every prefix of it if it has an answer
+        for t in replay.read_traces(str(out / "grid" / "bootstrap" / d / "samples-2.parquet")):
+            first.setdefault(t.question_id, t)
+        one = sum(len(t.steps) for t in first.values() if t.answer is not None) / 6
+        assert float(by[("bootstrap", d, "bon", "1")]["prm_calls"]) == pytest.approx(one, abs=1e-3)
     for png in ("accuracy_vs_tokens.png", "self_training.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

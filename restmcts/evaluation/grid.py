@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from restmcts import storage
 from restmcts.config import Config, EvalConfig, SearchSettings, evaluation_search
-from restmcts.evaluation.sampling import PICKS, SAMPLING, subsample_scores
+from restmcts.evaluation.sampling import PICKS, SAMPLING, subsample_prm_calls, subsample_scores
 from restmcts.evaluation.stats import bootstrap_ci
 from restmcts.search.strategies import STRATEGIES
 from restmcts.tasks import Question
@@ -159,15 +159,17 @@ def run_grid(cfg: Config, servers: Servers, questions: Sequence[Question], out: 
                 "seconds_per_question": round(summary.wall_seconds / n, 3)}))
         bar.update(1, last=name)
     bar.close()
-    return read_slice(cfg.eval, piece, out)
+    return read_slice(cfg, piece, out)
 
 
-def read_slice(ev: EvalConfig, piece: Slice, out: str) -> list[Measured]:
+def read_slice(cfg: Config, piece: Slice, out: str) -> list[Measured]:
     """A slice's points from its finished passes (per-question scores from the traces' chosen rows,
     or, for sc / bon / sc_prm, from the first N chains of the sampling pass)."""
     from restmcts import replay
     from restmcts.actors.search_pass import checkpoints_path
 
+    ev = cfg.eval
+    aggregate = pass_search_config(cfg, "samples", ev.max_samples).bon_aggregate
     d = f"{out}/{piece.dir}"
     ids = [q.id for q in piece.questions]
     cache: dict[str, tuple[dict[str, Any], list[Any]]] = {}
@@ -197,7 +199,7 @@ def read_slice(ev: EvalConfig, piece: Slice, out: str) -> list[Measured]:
             scores = subsample_scores(traces, ids, strategy, budget)
             share = budget / ev.max_samples
             tokens = summary["avg_tokens"] * share
-            prm = 0.0 if strategy == "sc" else summary["prm_calls"] * share  # SC reads no PRM value
+            prm = 0.0 if strategy == "sc" else subsample_prm_calls(traces, ids, budget, aggregate)  # SC reads none
             seconds = summary["seconds_per_question"] * share
         elif strategy in ANYTIME:
             name = f"{strategy}-{max(anytime_budgets(ev, strategy))}"

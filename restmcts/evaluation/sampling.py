@@ -10,9 +10,12 @@ prefix). Every smaller N reads the first N chains of that pass:
     sc_prm   votes weighted by each chain's PRM value (ties: the answer seen first)
 
 A chain whose step came back empty ended without a row in the traces; such chains are counted
-as the last of the question's samples (their place in the order is not recorded). Tokens, PRM
-calls and seconds for N are the pass's per-question figures times N / max_samples (the pass
-records spend per question, not per chain).
+as the last of the question's samples (their place in the order is not recorded). Tokens and
+seconds for N are the pass's per-question figures times N / max_samples (the pass records spend
+per question, not per chain). PRM calls for N are counted from the chains: a search scores each
+distinct prefix of a question once (restmcts.search.calls), so N chains cost the distinct
+prefixes of their answered chains (`search.bon_aggregate` "last": the distinct whole chains),
+which N / max_samples of the pass's calls would understate for small N.
 """
 
 from __future__ import annotations
@@ -80,3 +83,17 @@ def subsample_scores(traces: Sequence[Trace], question_ids: Sequence[str], strat
         chosen = pick(rows.get(qid, [])[:n])
         out.append(1.0 if chosen is not None and chosen.correct else 0.0)
     return out
+
+
+def subsample_prm_calls(traces: Sequence[Trace], question_ids: Sequence[str], n: int, aggregate: str = "min") -> float:
+    """PRM calls per question that best-of-N over each question's first `n` chains sends: the distinct
+    prefixes of its answered chains (`aggregate` "min"), or the distinct answered chains ("last")."""
+    rows = by_question(traces)
+    sent = 0
+    for qid in question_ids:
+        scored: set[tuple[str, ...]] = set()
+        for t in _answered(rows.get(qid, [])[:n]):
+            steps = tuple(t.steps)
+            scored.update([steps] if aggregate == "last" else (steps[:k] for k in range(1, len(steps) + 1)))
+        sent += len(scored)
+    return sent / max(len(question_ids), 1)
