@@ -379,7 +379,8 @@ def _markdown(cfg: Config, grid: Sequence[GridPoint], runs: Sequence[RunCurve], 
               checked: Sequence[Claim], pairings: Sequence[Pairing], command: str, seconds: float) -> str:
     n = sorted({p.n_questions for p in grid})
     lines = ["# restmcts evaluation", "", f"Task `{cfg.data.task}`, policy `{cfg.model.policy}`, PRM `{cfg.model.prm}`, "
-             f"{'/'.join(map(str, n)) or 0} held-out questions per difficulty. Wall time {seconds / 60:.1f} min.", "",
+             f"{'/'.join(map(str, n)) or 0} held-out questions per difficulty. Wall time {seconds / 60:.1f} min "
+             "(this invocation: a rerun reads finished passes back).", "",
              "## Claims", "",
              f"Each claim is decided by a paired test on the same held-out questions (paired bootstrap over "
              f"questions, {cfg.eval.resamples:,} resamples, two-sided): it holds when one side is above at "
