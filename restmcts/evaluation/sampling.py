@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from restmcts.search.baselines import highest_value, majority
+from restmcts.search.baselines import highest_value, majority, valued_prefixes
 
 if TYPE_CHECKING:
     from restmcts.replay import Trace
@@ -93,7 +93,6 @@ def subsample_prm_calls(traces: Sequence[Trace], question_ids: Sequence[str], n:
     for qid in question_ids:
         scored: set[tuple[str, ...]] = set()
         for t in _answered(rows.get(qid, [])[:n]):
-            steps = tuple(t.steps)
-            scored.update([steps] if aggregate == "last" else (steps[:k] for k in range(1, len(steps) + 1)))
+            scored.update(valued_prefixes(t.steps, aggregate))
         sent += len(scored)
     return sent / max(len(question_ids), 1)

@@ -102,9 +102,13 @@ async def _chain_value(calls: Calls, chain: Chain, cfg: SearchSettings) -> float
     """PRM value of a chain with an answer: min over its prefixes, or its full prefix only."""
     if chain.answer is None:
         return None  # never a candidate: not worth a PRM call
-    if cfg.bon_aggregate == "last":
-        return (await calls.score([chain.steps]))[0]
-    return min(await calls.score([chain.steps[:k] for k in range(1, len(chain.steps) + 1)]))
+    return min(await calls.score(valued_prefixes(chain.steps, cfg.bon_aggregate)))
+
+
+def valued_prefixes(steps: Sequence[str], aggregate: str) -> list[tuple[str, ...]]:
+    """The prefixes best-of-N scores to value a chain: every prefix ("min"), or the whole chain ("last")."""
+    steps = tuple(steps)
+    return [steps] if aggregate == "last" else [steps[:k] for k in range(1, len(steps) + 1)]
 
 
 async def tot(question: str, models: Models, answers: Answers, cfg: SearchSettings, seed: int) -> SearchResult:
